@@ -1,0 +1,92 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "mapbridge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mapbridge", targets: ["mapbridge"]),
+        .executable(name: "mapbridge-bench", targets: ["mapbridge-bench"]),
+        .library(name: "Bridge", targets: ["Bridge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // librdkafka from Debian's librdkafka-dev (2.0.2), through pkg-config.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        // The Kafka side: consumer, producer, embedded broker, event decoding, offset tracking.
+        .target(
+            name: "Consumer",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // The HAProxy side: runtime-API connection, encoding, map state, applier.
+        .target(
+            name: "Mapper",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // The pipeline that joins them, configuration, metrics and health.
+        .target(
+            name: "Bridge",
+            dependencies: [
+                "Consumer",
+                "Mapper",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "mapbridge",
+            dependencies: [
+                "Bridge",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Real HAProxy processes and helpers shared by the tests and the benchmark.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "Bridge",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "mapbridge-bench",
+            dependencies: [
+                "Bridge",
+                "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "ConsumerTests", dependencies: ["Consumer", "TestSupport"]),
+        .testTarget(name: "MapperTests", dependencies: ["Mapper", "TestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "TestSupport"]),
+    ]
+)

@@ -1,0 +1,111 @@
+/// Why a key or value cannot be given to HAProxy safely and exactly.
+public enum EntryDefect: Sendable, Equatable, CustomStringConvertible {
+    public enum Field: String, Sendable { case key, value }
+
+    case empty(Field)
+    /// A newline, carriage return, NUL, tab or other C0/C1 control character, or DEL.
+    case controlCharacter(Field, offset: Int)
+    /// A space in a key: HAProxy's map files, `show map` and payloads all end the key at the first space.
+    case spaceInKey
+    /// Leading or trailing spaces in a value: HAProxy strips them when it loads a map file.
+    case surroundingSpace
+    /// A key starting with `#0x`: `set map`/`del map` read it as an entry reference, not a key.
+    case entryReference
+    /// Longer than one runtime-API command or map-file line may be.
+    case tooLong(bytes: Int, limit: Int)
+    /// The bytes are not valid UTF-8.
+    case invalidUTF8(Field)
+
+    public var description: String {
+        switch self {
+        case .empty(let field): return "empty \(field.rawValue)"
+        case .controlCharacter(let field, let offset):
+            return "\(field.rawValue) contains a control character (newline, tab, NUL...) at byte \(offset)"
+        case .spaceInKey: return "key contains a space (HAProxy map keys end at the first space)"
+        case .surroundingSpace: return "value starts or ends with a space (HAProxy strips it when loading the map file)"
+        case .entryReference: return "key starts with '#0x', which HAProxy reads as an entry reference"
+        case .tooLong(let bytes, let limit): return "entry is \(bytes) bytes, over the limit of \(limit)"
+        case .invalidUTF8(let field): return "\(field.rawValue) is not valid UTF-8"
+        }
+    }
+
+    /// A short, stable label for metrics and dead-letter headers.
+    public var label: String {
+        switch self {
+        case .empty: return "empty"
+        case .controlCharacter: return "control_character"
+        case .spaceInKey: return "space_in_key"
+        case .surroundingSpace: return "surrounding_space"
+        case .entryReference: return "entry_reference"
+        case .tooLong: return "too_long"
+        case .invalidUTF8: return "invalid_utf8"
+        }
+    }
+}
+
+/// The rules every key and value must pass before anything is sent to HAProxy.
+///
+/// mapbridge accepts exactly what HAProxy can hold AND load back from its own map file after a
+/// reload: the bridge writes that file, so anything the file cannot express would be silently
+/// changed by the next reload. Within those rules, every byte reaches HAProxy verbatim: the
+/// command encoder escapes what the CLI would otherwise interpret (spaces, `;`, `\`, `<`).
+public struct EntryRules: Sendable, Equatable {
+    /// The largest `key + value` in bytes. It keeps every escaped single-line command (which can
+    /// double in size) and every payload line inside one `tune.bufsize` buffer.
+    public var maxEntryBytes: Int
+
+    /// The default for HAProxy's default `tune.bufsize` of 16384 bytes.
+    public static let `default` = EntryRules(bufsize: 16384)
+
+    public init(maxEntryBytes: Int) {
+        self.maxEntryBytes = maxEntryBytes
+    }
+
+    /// Derives the entry limit from HAProxy's `tune.bufsize`: half of it, minus room for the
+    /// command words and the map's name, because escaping may double an entry's size.
+    public init(bufsize: Int) {
+        self.maxEntryBytes = Self.entryLimit(bufsize: bufsize)
+    }
+
+    /// The largest entry (key + value bytes) that fits one command for this buffer size.
+    public static func entryLimit(bufsize: Int) -> Int {
+        max(64, (bufsize - 2048) / 2)
+    }
+
+    /// Returns the first defect of the key, or nil when it can be sent and stored exactly.
+    public func check(key: String) -> EntryDefect? {
+        let bytes = key.utf8
+        if bytes.isEmpty { return .empty(.key) }
+        if let offset = Self.firstControl(bytes) { return .controlCharacter(.key, offset: offset) }
+        if bytes.contains(0x20) { return .spaceInKey }
+        if bytes.starts(with: "#0x".utf8) { return .entryReference }
+        if bytes.count > maxEntryBytes { return .tooLong(bytes: bytes.count, limit: maxEntryBytes) }
+        return nil
+    }
+
+    /// Returns the first defect of the pair, or nil when `set key value` can be sent and stored exactly.
+    public func check(key: String, value: String) -> EntryDefect? {
+        if let defect = check(key: key) { return defect }
+        let bytes = value.utf8
+        if bytes.isEmpty { return .empty(.value) }
+        if let offset = Self.firstControl(bytes) { return .controlCharacter(.value, offset: offset) }
+        if bytes.first == 0x20 || bytes.last == 0x20 { return .surroundingSpace }
+        let total = key.utf8.count + bytes.count
+        if total > maxEntryBytes { return .tooLong(bytes: total, limit: maxEntryBytes) }
+        return nil
+    }
+
+    /// The offset of the first C0 control (including tab, CR, LF, NUL), DEL, or C1 control
+    /// (U+0080...U+009F, encoded as 0xC2 0x80...0x9F) in valid UTF-8.
+    static func firstControl(_ bytes: String.UTF8View) -> Int? {
+        var previous: UInt8 = 0
+        var offset = 0
+        for byte in bytes {
+            if byte < 0x20 || byte == 0x7F { return offset }
+            if previous == 0xC2 && byte >= 0x80 && byte <= 0x9F { return offset - 1 }
+            previous = byte
+            offset += 1
+        }
+        return nil
+    }
+}

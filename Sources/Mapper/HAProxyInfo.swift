@@ -1,0 +1,118 @@
+import NIOCore
+
+/// What `show info` says about the HAProxy process behind a session: enough to notice a restart
+/// or reload (a new `Pid` or `Start_time_sec`), an old worker draining (`Stopping: 1`), and the
+/// version (whose set/del cost model differs before 2.9).
+public struct HAProxyInfo: Sendable, Equatable {
+    public var pid: Int
+    public var startTimeSec: Int?
+    public var uptimeSec: Int?
+    public var version: String
+    public var stopping: Bool
+
+    public init(pid: Int, startTimeSec: Int?, uptimeSec: Int?, version: String, stopping: Bool) {
+        self.pid = pid
+        self.startTimeSec = startTimeSec
+        self.uptimeSec = uptimeSec
+        self.version = version
+        self.stopping = stopping
+    }
+
+    /// Parses the `Name: value` lines of `show info`.
+    public init(parsing text: String) throws(MapperError) {
+        var fields: [Substring: Substring] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let value = line[line.index(after: colon)...].drop(while: { $0 == " " })
+            fields[line[..<colon]] = value
+        }
+        guard let pidText = fields["Pid"], let pid = Int(pidText), let version = fields["Version"] else {
+            throw MapperError(.protocolViolation, "'show info' answered without Pid and Version: '\(text.prefix(200))'")
+        }
+        self.pid = pid
+        self.startTimeSec = fields["Start_time_sec"].flatMap { Int($0) }
+        self.uptimeSec = fields["Uptime_sec"].flatMap { Int($0) }
+        self.version = String(version)
+        self.stopping = fields["Stopping"] == "1"
+    }
+
+    /// Identifies one HAProxy process: a restart or reload changes it.
+    public var processIdentity: String { "\(pid)@\(startTimeSec.map(String.init) ?? "?")" }
+
+    /// The major and minor version numbers (`2.6.12-1+deb12u4` gives 2 and 6).
+    public var majorMinor: (major: Int, minor: Int) {
+        let parts = version.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        return (parts.first ?? 0, parts.count > 1 ? parts[1] : 0)
+    }
+
+    /// True before 2.9, where `set map` and `del map` scan the whole list of entries.
+    public var hasLinearSetAndDelete: Bool {
+        let (major, minor) = majorMinor
+        return major < 2 || (major == 2 && minor < 9)
+    }
+}
+
+/// One line of the `show map` listing: a map HAProxy has loaded.
+public struct LoadedMap: Sendable, Equatable {
+    public var id: Int
+    /// The name HAProxy knows it by (its file path, as written in the configuration).
+    public var path: String
+    public var entryCount: Int?
+    public var currentVersion: Int?
+    public var nextVersion: Int?
+
+    /// Parses the listing (`# id (file) description` then one line per map).
+    public static func parseListing(_ text: String) -> [LoadedMap] {
+        var maps: [LoadedMap] = []
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.firstIndex(of: " "), let id = Int(line[..<space]) else { continue }
+            let rest = line[line.index(after: space)...]
+            guard rest.hasPrefix("("), let close = rest.firstIndex(of: ")") else { continue }
+            let path = String(rest[rest.index(after: rest.startIndex)..<close])
+            func number(after label: String) -> Int? {
+                guard let range = line.firstRange(of: label) else { return nil }
+                return Int(line[range.upperBound...].prefix(while: { $0.isNumber }))
+            }
+            maps.append(
+                LoadedMap(
+                    id: id, path: path, entryCount: number(after: "entry_cnt="),
+                    currentVersion: number(after: "curr_ver="), nextVersion: number(after: "next_ver=")))
+        }
+        return maps
+    }
+}
+
+/// Reads the entries of a `show map <map>` answer, one `0x<ref> <key> <value>` line each, in
+/// HAProxy's order (insertion order).
+public struct MapDump: Sequence {
+    let body: ByteBuffer
+
+    public init(body: ByteBuffer) {
+        self.body = body
+    }
+
+    public struct Iterator: IteratorProtocol {
+        var body: ByteBuffer
+
+        public mutating func next() -> (key: String, value: String)? {
+            while body.readableBytes > 0 {
+                let length = body.readableBytesView.firstIndex(of: UInt8(ascii: "\n")).map { $0 - body.readerIndex } ?? body.readableBytes
+                var line = body.readSlice(length: length)!
+                if body.readableBytes > 0 { body.moveReaderIndex(forwardBy: 1) }
+                // Skip the entry reference, then split key and value at the first space after it.
+                guard let refEnd = line.readableBytesView.firstIndex(of: UInt8(ascii: " ")) else { continue }
+                line.moveReaderIndex(to: refEnd + 1)
+                if let keyEnd = line.readableBytesView.firstIndex(of: UInt8(ascii: " ")) {
+                    let key = line.readString(length: keyEnd - line.readerIndex)!
+                    line.moveReaderIndex(forwardBy: 1)
+                    let value = line.readString(length: line.readableBytes)!
+                    return (key, value)
+                }
+                return (line.readString(length: line.readableBytes)!, "")
+            }
+            return nil
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(body: body) }
+}

@@ -1,0 +1,196 @@
+import Foundation
+
+/// A map a test HAProxy loads: its file and how HAProxy matches and types it.
+public struct TestMap: Sendable {
+    public var name: String
+    public var match: String
+    public var valueType: String
+    public var initialLines: [String]
+
+    public init(_ name: String, match: String = "str", valueType: String = "str", initialLines: [String] = []) {
+        self.name = name
+        self.match = match
+        self.valueType = valueType
+        self.initialLines = initialLines
+    }
+}
+
+/// A real HAProxy process on loopback, with its own configuration, runtime socket and map files in
+/// a temporary directory. Started in master-worker mode so a test can reload it like an operator
+/// (SIGUSR2), and stopped, killed, frozen or restarted at will. Everything is removed by `destroy()`.
+public final class HAProxyProcess: @unchecked Sendable {
+    public let directory: TemporaryDirectory
+    public let socketPath: String
+    public let httpPort: Int?
+    public let maps: [TestMap]
+    public let configPath: String
+    private let lock = NSLock()
+    private var process: Process?
+    private var logFile: FileHandle?
+
+    public static let executable = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    } ?? "haproxy"
+
+    /// Writes the configuration and map files; `start()` launches the process.
+    ///
+    /// - Parameters:
+    ///   - httpPort: a TCP port for a frontend that answers with each map's lookup of the Host
+    ///     header (for routing checks); nil to serve only on a unix socket.
+    ///   - bufsize: HAProxy's `tune.bufsize`.
+    public init(maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil) throws {
+        directory = try TemporaryDirectory(prefix: "mapbridge-haproxy")
+        socketPath = directory.file("admin.sock")
+        self.httpPort = httpPort
+        self.maps = maps
+        configPath = directory.file("haproxy.cfg")
+        for map in maps {
+            let contents = map.initialLines.map { $0 + "\n" }.joined()
+            try contents.write(toFile: mapPath(map.name), atomically: true, encoding: .utf8)
+        }
+        var lines = [
+            "global",
+            "  master-worker",
+            "  stats socket \(socketPath) mode 600 level admin",
+            "  stats timeout 10m",
+            "  log stderr format short local0 notice",
+        ]
+        if let bufsize { lines.append("  tune.bufsize \(bufsize)") }
+        lines += [
+            "defaults",
+            "  mode http",
+            "  timeout connect 2s",
+            "  timeout client 10s",
+            "  timeout server 10s",
+            "frontend lookups",
+            httpPort.map { "  bind 127.0.0.1:\($0)" } ?? "  bind unix@\(directory.file("lookups.sock"))",
+        ]
+        for map in maps {
+            let converter = "map_\(map.match)" + (map.valueType == "str" ? "" : "_\(map.valueType)")
+            let sample: String
+            switch map.match {
+            case "ip": sample = "src"
+            case "int": sample = "req.hdr_cnt(host)"
+            default: sample = "req.hdr(host)"
+            }
+            lines.append("  http-request set-var(txn.\(map.name)) \(sample),\(converter)(\(mapPath(map.name)))")
+        }
+        let answer = maps.first.map { "%[var(txn.\($0.name))]" } ?? "none"
+        lines.append("  http-request return status 200 content-type text/plain lf-string \"\(answer)\\n\"")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    public func mapPath(_ name: String) -> String { directory.file("\(name).map") }
+
+    public var oracle: RuntimeOracle { RuntimeOracle(socketPath: socketPath) }
+
+    public var endpoint: String { "unix://\(socketPath)" }
+
+    /// The master process's pid while running.
+    public var pid: Int32? { lock.withLock { process?.isRunning == true ? process?.processIdentifier : nil } }
+
+    /// Launches HAProxy in the foreground (`-db`) and waits until its runtime socket answers.
+    public func start(timeout: Double = 20) async throws {
+        try? FileManager.default.removeItem(atPath: socketPath)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = ["-db", "-f", configPath]
+        _ = FileManager.default.createFile(atPath: directory.file("haproxy.log"), contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory.file("haproxy.log")))
+        log.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        lock.withLock {
+            self.process = process
+            self.logFile = log
+        }
+        let oracle = self.oracle
+        do {
+            try await waitUntil("HAProxy's runtime socket at \(socketPath)", timeout: timeout) {
+                guard process.isRunning else { throw HAProxyProcessError.exited(self.log()) }
+                return (try? oracle.run("show info", timeoutSeconds: 2).contains("Pid:")) ?? false
+            }
+        } catch {
+            kill()
+            throw error
+        }
+    }
+
+    /// Stops HAProxy (SIGTERM to the master, waiting for it to exit).
+    public func stop() async {
+        await signalAndWait(SIGTERM)
+    }
+
+    /// Kills HAProxy at once (SIGKILL to the master and its workers).
+    public func kill() {
+        let process = lock.withLock { self.process }
+        guard let process, process.isRunning else { return }
+        let workers = workerPids()
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        for pid in workers { Foundation.kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) every HAProxy process.
+    public func freeze() { signalAll(SIGSTOP) }
+    public func thaw() { signalAll(SIGCONT) }
+
+    /// Reloads like an operator: SIGUSR2 to the master starts a new worker with the map files as
+    /// they are on disk; the old worker drains.
+    public func reload() {
+        if let pid { Foundation.kill(pid, SIGUSR2) }
+    }
+
+    /// Stops and starts again: every runtime change is lost, the map files are loaded anew.
+    public func restart() async throws {
+        await stop()
+        try await start()
+    }
+
+    /// Whatever HAProxy wrote to stderr.
+    public func log() -> String {
+        (try? String(contentsOfFile: directory.file("haproxy.log"), encoding: .utf8)) ?? ""
+    }
+
+    /// Stops the process and removes the directory.
+    public func destroy() async {
+        await stop()
+        directory.remove()
+    }
+
+    private func signalAll(_ signal: Int32) {
+        guard let pid else { return }
+        Foundation.kill(pid, signal)
+        for worker in workerPids() { Foundation.kill(worker, signal) }
+    }
+
+    private func signalAndWait(_ signal: Int32) async {
+        let process = lock.withLock { self.process }
+        guard let process, process.isRunning else { return }
+        signalAll(SIGCONT)
+        Foundation.kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if process.isRunning { kill() }
+    }
+
+    /// The pids of the master's children (the workers).
+    public func workerPids() -> [Int32] {
+        guard let master = pid else { return [] }
+        let text = (try? String(contentsOfFile: "/proc/\(master)/task/\(master)/children", encoding: .utf8)) ?? ""
+        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+}
+
+public enum HAProxyProcessError: Error, CustomStringConvertible {
+    case exited(String)
+
+    public var description: String {
+        switch self {
+        case .exited(let log): return "HAProxy exited during start-up: \(log)"
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import NIOCore
+import Testing
+
+@testable import Mapper
+
+@Suite("Response framing")
+struct ResponseFramerTests {
+    /// Feeds `stream` in pieces of `size` bytes and collects every answer.
+    func frame(_ stream: String, pieces size: Int) -> (answers: [RuntimeResponse], partial: Bool) {
+        var framer = ResponseFramer()
+        var answers: [RuntimeResponse] = []
+        let bytes = Array(stream.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            var piece = ByteBuffer(bytes: bytes[offset..<min(offset + size, bytes.count)])
+            framer.append(&piece)
+            while let answer = framer.next() { answers.append(answer) }
+            offset += size
+        }
+        return (answers, framer.hasPartialAnswer)
+    }
+
+    static let stream =
+        "\n> "  // set: silent success
+        + "entry not found.\n\n> "  // set of a missing key
+        + "Key not found.\n\n> "  // del of a missing key
+        + "+ + + \n> "  // payload add: a prompt per line, then success
+        + "+ + + Missing value for key 'x4'.\n\n> "  // payload add stopped at a bad line
+        + "0x55b120a4e270 a.example.com be_a\n0x55b120a4e2c0 #hash x\n\n> "  // show map
+        + "Unknown command, but maybe one of the following ones is a better match:\n  help [<command>]  : list\n  quit   : disconnect\n\n> "
+        + "New version created: 1\n\n> "
+        + "line one\n\nafter an empty line\n\n> "  // an empty line inside an answer is text
+
+    static let expected: [(String, Int)] = [
+        ("", 0), ("entry not found.", 0), ("Key not found.", 0), ("", 3), ("Missing value for key 'x4'.", 3),
+        ("0x55b120a4e270 a.example.com be_a\n0x55b120a4e2c0 #hash x", 0),
+        ("Unknown command, but maybe one of the following ones is a better match:\n  help [<command>]  : list\n  quit   : disconnect", 0),
+        ("New version created: 1", 0), ("line one\n\nafter an empty line", 0),
+    ]
+
+    @Test("answers are the same however the stream is split across reads", arguments: [1, 2, 3, 5, 7, 64, 4096])
+    func splitAnywhere(size: Int) {
+        let (answers, partial) = frame(Self.stream, pieces: size)
+        #expect(!partial)
+        #expect(answers.map(\.text) == Self.expected.map(\.0))
+        #expect(answers.map(\.payloadPrompts) == Self.expected.map(\.1))
+    }
+
+    @Test("an incomplete answer is held back, not delivered")
+    func partialAnswers() {
+        for cut in ["entry not found.", "entry not found.\n", "entry not found.\n\n", "entry not found.\n\n>", "+ ", "+ +", "+ + \n"] {
+            let (answers, partial) = frame(cut, pieces: 1)
+            #expect(answers.isEmpty, "\(cut.debugDescription)")
+            #expect(partial, "\(cut.debugDescription)")
+        }
+    }
+
+    @Test("a large answer is framed as one")
+    func largeAnswer() {
+        let lines = (0..<20000).map { "0x\($0) key\($0) value\($0)" }
+        let (answers, partial) = frame(lines.joined(separator: "\n") + "\n\n> \n> ", pieces: 1500)
+        #expect(!partial)
+        #expect(answers.count == 2)
+        #expect(Array(MapDump(body: answers[0].body)).count == 20000)
+        #expect(answers[1].isEmpty)
+    }
+
+    @Test("show map lines parse into keys and values, values keep their inner spaces")
+    func mapDump() {
+        let body = ByteBuffer(string: "0x1 a.example.com be_a\n0x2 #hash x y z\n0x3 k;\\ v<<\n0x4 lonely")
+        let entries = Array(MapDump(body: body))
+        #expect(entries.map(\.key) == ["a.example.com", "#hash", "k;\\", "lonely"])
+        #expect(entries.map(\.value) == ["be_a", "x y z", "v<<", ""])
+    }
+
+    @Test("show info and the map listing parse")
+    func infoAndListing() throws {
+        let info = try HAProxyInfo(parsing: "Name: HAProxy\nVersion: 2.6.12-1+deb12u4\nPid: 3476\nUptime_sec: 19\nStopping: 0\nStart_time_sec: 1795622992\n")
+        #expect(info.pid == 3476)
+        #expect(info.startTimeSec == 1_795_622_992)
+        #expect(info.majorMinor == (2, 6))
+        #expect(info.hasLinearSetAndDelete)
+        #expect(!info.stopping)
+        #expect(try !HAProxyInfo(parsing: "Version: 3.0.1\nPid: 1\n").hasLinearSetAndDelete)
+        #expect(try HAProxyInfo(parsing: "Version: 2.6.1\nPid: 1\nStopping: 1\n").stopping)
+        #expect(throws: MapperError.self) { try HAProxyInfo(parsing: "Unknown command") }
+
+        let listing = LoadedMap.parseListing(
+            "# id (file) description\n0 (/tmp/hx/hosts.map) pattern loaded from file '/tmp/hx/hosts.map' used by map at file 'h.cfg' line 11. curr_ver=0 next_ver=2 entry_cnt=10\n1 (/tmp/hx/ip.map) pattern loaded. curr_ver=1 next_ver=1 entry_cnt=0\n")
+        #expect(listing.map(\.path) == ["/tmp/hx/hosts.map", "/tmp/hx/ip.map"])
+        #expect(listing.map(\.entryCount) == [10, 0])
+        #expect(listing[0].nextVersion == 2)
+    }
+}
