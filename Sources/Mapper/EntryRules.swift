@@ -15,6 +15,8 @@ public enum EntryDefect: Sendable, Equatable, CustomStringConvertible {
     case tooLong(bytes: Int, limit: Int)
     /// The bytes are not valid UTF-8.
     case invalidUTF8(Field)
+    /// Not what the map's type accepts (an address for `ip`, an integer for `int`...).
+    case wrongType(Field, expected: String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,7 @@ public enum EntryDefect: Sendable, Equatable, CustomStringConvertible {
         case .entryReference: return "key starts with '#0x', which HAProxy reads as an entry reference"
         case .tooLong(let bytes, let limit): return "entry is \(bytes) bytes, over the limit of \(limit)"
         case .invalidUTF8(let field): return "\(field.rawValue) is not valid UTF-8"
+        case .wrongType(let field, let expected): return "\(field.rawValue) is not \(expected)"
         }
     }
 
@@ -39,6 +42,7 @@ public enum EntryDefect: Sendable, Equatable, CustomStringConvertible {
         case .entryReference: return "entry_reference"
         case .tooLong: return "too_long"
         case .invalidUTF8: return "invalid_utf8"
+        case .wrongType: return "wrong_type"
         }
     }
 }
@@ -93,6 +97,31 @@ public struct EntryRules: Sendable, Equatable {
         let total = key.utf8.count + bytes.count
         if total > maxEntryBytes { return .tooLong(bytes: total, limit: maxEntryBytes) }
         return nil
+    }
+
+    /// Checks a change for a typed map: the rules above, then what the map's match and value types
+    /// accept. Checking before sending matters for typed values: HAProxy 2.6 answers `set map` with
+    /// an unparsable value of a `_int`/`_ip` map with success and silently keeps the old value
+    /// (measured), so such a value must never be sent.
+    public func check(key: String, value: String?, for map: MapDefinition) -> EntryDefect? {
+        if let defect = value.map({ check(key: key, value: $0) }) ?? check(key: key) { return defect }
+        switch map.match {
+        case .ip where !TypeSyntax.isAddressOrNetwork(key):
+            return .wrongType(.key, expected: "an IPv4 or IPv6 address or network")
+        case .int where !TypeSyntax.isIntegerOrRange(key):
+            return .wrongType(.key, expected: "an integer or an integer range (a:b)")
+        default:
+            break
+        }
+        guard let value else { return nil }
+        switch map.valueType {
+        case .int where !TypeSyntax.isInteger(value):
+            return .wrongType(.value, expected: "an integer")
+        case .ip where !TypeSyntax.isAddressOrNetwork(value):
+            return .wrongType(.value, expected: "an IPv4 or IPv6 address or network")
+        default:
+            return nil
+        }
     }
 
     /// The offset of the first C0 control (including tab, CR, LF, NUL), DEL, or C1 control

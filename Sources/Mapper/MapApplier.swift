@@ -8,12 +8,17 @@ public struct ApplierOptions: Sendable, Equatable {
     public var payloadBudget = 12288
     /// Maps smaller than this are always changed incrementally (a rebuild has fixed costs).
     public var minimumRebuildSize = 512
+    /// Forces one strategy for every batch instead of choosing by cost (tests and diagnostics).
+    public var strategyOverride: ApplyStrategy? = nil
+    /// What may be sent; a change breaking these rules is refused without being sent.
+    public var rules = EntryRules.default
 
     public init() {}
 
     /// Options for a HAProxy whose `tune.bufsize` is `bufsize`.
     public init(bufsize: Int) {
         payloadBudget = max(1024, min(bufsize - 2048, 12288))
+        rules = EntryRules(bufsize: bufsize)
     }
 }
 
@@ -48,12 +53,13 @@ public final class MapApplier {
         /// On the first synchronisation, take HAProxy's live contents as the desired ones.
         var adoptLive: Bool
         var inSync = false
-        /// The previous values of changes whose outcome is not known yet.
-        var uncertain: [MapKey: String?] = [:]
+        /// The changed keys whose outcome is not known yet: their values before, and their tags.
+        var uncertain: [MapKey: Uncertain] = [:]
+    }
 
-        var canReject: Bool {
-            definition.valueType != .str || [.ip, .int, .reg, .regm].contains(definition.match)
-        }
+    struct Uncertain {
+        var before: String?
+        var tag: Int
     }
 
     public let endpoint: RuntimeEndpoint
@@ -103,7 +109,16 @@ public final class MapApplier {
         let connection = try await connectIfNeeded(&report)
         do {
             for index in maps.indices where !maps[index].inSync {
-                try await resync(index, connection, &report)
+                // Refused entries go back to their earlier values, which HAProxy may not hold yet:
+                // compare again until the map is exact (an earlier value was accepted once).
+                var attempts = 0
+                repeat {
+                    let refused = report.rejections.count
+                    try await resync(index, connection, &report)
+                    if report.rejections.count == refused { break }
+                    maps[index].inSync = false
+                    attempts += 1
+                } while attempts < 3
             }
         } catch {
             throw await interrupted(error)
@@ -213,7 +228,7 @@ public final class MapApplier {
             ])
         var rejections: [Rejection] = []
         if strategy == .rebuild {
-            rejections = try await rebuild(index, connection, changed: [:])
+            rejections = try await rebuild(index, connection).rejections
         } else {
             var commands: [ByteBuffer] = []
             for key in comparison.extra { commands.append(RuntimeCommand.del(definition.path, key: key.string)) }
@@ -222,15 +237,17 @@ public final class MapApplier {
             for (offset, answer) in answers.enumerated() where !answer.isEmpty && answer.text != "Key not found." {
                 try Self.checkKnownMap(answer, definition)
                 let key = offset < comparison.extra.count ? comparison.extra[offset] : comparison.different[offset - comparison.extra.count]
-                rejections.append(Rejection(map: index, key: key, tag: nil, reason: answer.text))
+                rejections.append(Rejection(map: index, key: key, tag: maps[index].uncertain[key]?.tag, reason: answer.text))
             }
             let adds = comparison.missing.map { ($0, contents[$0]!) }
-            rejections += try await addEntries(index, connection, adds, version: nil, changed: [:]).rejections
+            rejections += try await addEntries(index, connection, adds, version: nil).rejections
+            for rejection in rejections { revert(index, rejection.key) }
         }
-        for rejection in rejections {
-            // A desired entry HAProxy refuses cannot be held: drop it rather than retry forever.
-            logger.error("HAProxy refused an entry of the desired state; dropping it", metadata: ["map": "\(definition.name)", "key": "\(rejection.key)", "reason": "\(rejection.reason)"])
-            maps[index].contents.remove(rejection.key)
+        for rejection in rejections where rejection.tag == nil {
+            // An entry HAProxy refuses that no batch in flight changed cannot be held: it is dropped.
+            logger.error(
+                "HAProxy refused an entry of the desired state; dropping it",
+                metadata: ["map": "\(definition.name)", "key": "\(rejection.key)", "reason": "\(rejection.reason)"])
         }
         report.rejections += rejections
         maps[index].inSync = true
@@ -240,24 +257,50 @@ public final class MapApplier {
 
     // MARK: - Applying batches
 
+    /// A map's part of a batch, planned against its desired contents.
+    private struct Plan {
+        var updates: [(change: Int, key: MapKey, command: ByteBuffer, isDelete: Bool)] = []
+        var adds: [(change: Int, key: MapKey, value: String)] = []
+        var tags: [MapKey: Int] = [:]
+        /// Changes refused before sending (they break ``EntryRules``).
+        var refused: [Rejection] = []
+        /// The map was in sync before the batch, so the plan reflects what HAProxy holds.
+        var sendable = false
+        var isEmpty: Bool { updates.isEmpty && adds.isEmpty }
+    }
+
     /// Applies one batch: `batch[m]` holds map `m`'s changes, at most one per key, new keys in the
     /// order they should be appended. Returns when HAProxy has acknowledged every command.
     ///
-    /// A change HAProxy refuses is reported in ``ApplyReport/rejections`` and leaves its key as it
-    /// was. When the session breaks, this throws; the desired contents then already include the
-    /// batch, the maps are out of sync, and a successful ``synchronize()`` completes the batch.
+    /// The batch always enters the desired contents first. A change HAProxy refuses is reported in
+    /// ``ApplyReport/rejections`` and its key goes back to its value before the batch. When this
+    /// throws (no session, or it broke), the maps concerned are out of sync and a successful
+    /// ``synchronize()`` completes the batch; never apply the same batch twice.
     public func apply(_ batch: [[KeyChange]]) async throws -> ApplyReport {
         precondition(batch.count == maps.count)
         var report = ApplyReport(mapCount: maps.count)
-        guard let connection, connection.isActive, maps.allSatisfy(\.inSync) else {
-            throw MapperError(.connectionClosed, "not synchronised with HAProxy")
+        var plans: [Int: Plan] = [:]
+        for (index, changes) in batch.enumerated() where !changes.isEmpty {
+            let plan = plan(index, changes)
+            report.rejections += plan.refused
+            plans[index] = plan
         }
+        let usable = (connection?.isActive ?? false) ? connection : nil
+        var deferred = false
         do {
-            for (index, changes) in batch.enumerated() where !changes.isEmpty {
-                try await applyChanges(index, changes, connection, &report)
+            for index in plans.keys.sorted() {
+                let plan = plans[index]!
+                guard plan.sendable, let usable else {
+                    deferred = true
+                    continue
+                }
+                try await send(index, plan, usable, &report)
             }
         } catch {
             throw await interrupted(error)
+        }
+        if deferred {
+            throw MapperError(.connectionClosed, "not synchronised with HAProxy; the batch completes at the next synchronisation")
         }
         return report
     }
@@ -268,68 +311,86 @@ public final class MapApplier {
         if mapped.code != .unknownMap || !(connection?.isActive ?? false) {
             await disconnect()
         }
-        for index in maps.indices where !maps[index].uncertain.isEmpty {
-            maps[index].inSync = false
-        }
         return mapped
     }
 
-    private struct Plan {
-        var updates: [(change: Int, command: ByteBuffer, isDelete: Bool)] = []
-        var adds: [(change: Int, key: MapKey, value: String)] = []
-    }
-
-    private func applyChanges(_ index: Int, _ changes: [KeyChange], _ connection: RuntimeConnection, _ report: inout ApplyReport) async throws {
+    /// Takes the changes into the desired contents and works out the commands that bring HAProxy
+    /// from the contents before to the contents after. Until they are acknowledged the map is out of
+    /// sync and the values before are kept, to put back a change HAProxy refuses.
+    private func plan(_ index: Int, _ changes: [KeyChange]) -> Plan {
         let definition = maps[index].definition
         let orderSensitive = definition.match.isOrderSensitive
         var plan = Plan()
+        plan.sendable = maps[index].inSync
         var target = maps[index].contents
-        var previous: [MapKey: String?] = [:]
-        previous.reserveCapacity(changes.count)
+        var uncertain = maps[index].uncertain
         for (offset, change) in changes.enumerated() {
+            if let defect = options.rules.check(key: change.key.string, value: change.value, for: definition) {
+                // Never sent: what HAProxy would refuse, or silently ignore, stays out of the desired state.
+                plan.refused.append(Rejection(map: index, key: change.key, tag: change.tag, reason: defect.description))
+                continue
+            }
             let before = target[change.key]
             if let value = change.value {
                 if before == nil {
                     plan.adds.append((offset, change.key, value))
                     target.set(change.key, value)
                 } else if change.deletedFirst && orderSensitive {
-                    plan.updates.append((offset, RuntimeCommand.del(definition.path, key: change.key.string), true))
+                    plan.updates.append((offset, change.key, RuntimeCommand.del(definition.path, key: change.key.string), true))
                     plan.adds.append((offset, change.key, value))
                     target.moveToEnd(change.key, value)
                 } else if !bytesEqual(before!, value) {
-                    plan.updates.append((offset, RuntimeCommand.set(definition.path, key: change.key.string, value: value), false))
+                    plan.updates.append((offset, change.key, RuntimeCommand.set(definition.path, key: change.key.string, value: value), false))
                     target.set(change.key, value)
                 } else {
                     continue
                 }
             } else if before != nil {
-                plan.updates.append((offset, RuntimeCommand.del(definition.path, key: change.key.string), true))
+                plan.updates.append((offset, change.key, RuntimeCommand.del(definition.path, key: change.key.string), true))
                 target.remove(change.key)
             } else {
                 continue
             }
-            previous[change.key] = .some(before)
+            plan.tags[change.key] = change.tag
+            // Keep the oldest value before: an earlier interrupted batch may already have changed the key.
+            if let known = uncertain[change.key] {
+                uncertain[change.key] = Uncertain(before: known.before, tag: change.tag)
+            } else {
+                uncertain[change.key] = Uncertain(before: before, tag: change.tag)
+            }
         }
-        guard !previous.isEmpty else { return }
-
-        let mapSize = maps[index].contents.count
-        let incrementalCost = costModel.incremental(updates: plan.updates.count, adds: plan.adds.count, mapSize: mapSize)
-        let rebuildCost = costModel.rebuild(entries: target.count)
-        let useRebuild = mapSize >= options.minimumRebuildSize && rebuildCost < incrementalCost
-        // From here on the desired state includes the batch; what HAProxy holds is uncertain until acknowledged.
         maps[index].contents = target
-        maps[index].uncertain = previous
-        maps[index].inSync = false
+        maps[index].uncertain = uncertain
+        if !plan.isEmpty { maps[index].inSync = false }
+        return plan
+    }
 
-        let tags = Dictionary(changes.map { ($0.key, $0.tag) }, uniquingKeysWith: { _, last in last })
+    private func send(_ index: Int, _ plan: Plan, _ connection: RuntimeConnection, _ report: inout ApplyReport) async throws {
+        guard !plan.isEmpty else {
+            maps[index].inSync = maps[index].uncertain.isEmpty
+            return
+        }
+        let definition = maps[index].definition
+        let targetSize = maps[index].contents.count
+        let mapSizeBefore = targetSize - plan.adds.count + plan.updates.filter(\.isDelete).count
+        let incrementalCost = costModel.incremental(updates: plan.updates.count, adds: plan.adds.count, mapSize: mapSizeBefore)
+        let rebuildCost = costModel.rebuild(entries: targetSize)
+        let useRebuild: Bool
+        switch options.strategyOverride {
+        case .rebuild?: useRebuild = true
+        case .incremental?: useRebuild = false
+        default: useRebuild = mapSizeBefore >= options.minimumRebuildSize && rebuildCost < incrementalCost
+        }
+
         var rejections: [Rejection] = []
         if useRebuild {
             report.strategies[index] = .rebuild
             let started = clock.now
-            rejections = try await rebuild(index, connection, changed: tags)
-            costModel.observePayload(maps[index].contents.count, seconds: (clock.now - started).seconds)
-            report.commands += 2 + (maps[index].contents.count * 40 / options.payloadBudget + 1)
-            report.entriesWritten += maps[index].contents.count
+            let result = try await rebuild(index, connection)
+            costModel.observePayload(targetSize, seconds: (clock.now - started).seconds)
+            rejections = result.rejections
+            report.commands += result.commands
+            report.entriesWritten += targetSize
         } else {
             report.strategies[index] = .incremental
             var adds = plan.adds
@@ -337,12 +398,12 @@ public final class MapApplier {
             if !plan.updates.isEmpty {
                 let started = clock.now
                 let answers = try await connection.execute(plan.updates.map(\.command))
-                costModel.observeUpdates(plan.updates.count, mapSize: mapSize, seconds: (clock.now - started).seconds)
+                costModel.observeUpdates(plan.updates.count, mapSize: mapSizeBefore, seconds: (clock.now - started).seconds)
                 report.commands += answers.count
                 report.entriesWritten += answers.count
                 for (update, answer) in zip(plan.updates, answers) where !answer.isEmpty {
                     try Self.checkKnownMap(answer, definition)
-                    let change = changes[update.change]
+                    let key = update.key
                     switch answer.text {
                     case "Key not found.":
                         continue  // del of a key HAProxy did not hold: the outcome wanted.
@@ -350,11 +411,11 @@ public final class MapApplier {
                         // HAProxy lacked a key the bridge believed it held: add it, then re-read the map.
                         logger.warning(
                             "HAProxy lacked a key the bridge believed present; adding it and re-reading the map",
-                            metadata: ["map": "\(definition.name)", "key": "\(change.key)"])
-                        adds.append((update.change, change.key, change.value!))
+                            metadata: ["map": "\(definition.name)", "key": "\(key)"])
+                        adds.append((update.change, key, maps[index].contents[key]!))
                         resyncNeeded = true
                     default:
-                        rejections.append(Rejection(map: index, key: change.key, tag: change.tag, reason: answer.text))
+                        rejections.append(Rejection(map: index, key: key, tag: plan.tags[key], reason: answer.text))
                     }
                 }
                 // A refused set or del left HAProxy as it was: so must the desired state be.
@@ -364,26 +425,29 @@ public final class MapApplier {
             let refused = Set(rejections.map(\.key))
             adds.removeAll { refused.contains($0.key) }
             let started = clock.now
-            let result = try await addEntries(index, connection, adds.map { ($0.key, $0.value) }, version: nil, changed: tags)
+            let result = try await addEntries(index, connection, adds.map { ($0.key, $0.value) }, version: nil)
             costModel.observePayload(adds.count, seconds: (clock.now - started).seconds)
             report.commands += result.commands
             report.entriesWritten += adds.count
             var restores: [(key: MapKey, value: String)] = []
             for rejection in result.rejections {
-                revert(index, rejection.key)
                 // A key moved by del+add whose add was refused is gone from HAProxy: restore its old value.
-                if case .some(.some(let value)) = maps[index].uncertain[rejection.key] { restores.append((rejection.key, value)) }
+                if case .some(.some(let value)) = maps[index].uncertain[rejection.key]?.before {
+                    restores.append((rejection.key, value))
+                }
+                revert(index, rejection.key)
             }
             rejections += result.rejections
             if !restores.isEmpty {
-                let restored = try await addEntries(index, connection, restores, version: nil, changed: [:])
+                for restore in restores { maps[index].contents.moveToEnd(restore.key, restore.value) }
+                let restored = try await addEntries(index, connection, restores, version: nil)
                 report.commands += restored.commands
                 if !restored.rejections.isEmpty { resyncNeeded = true }
             }
             if resyncNeeded {
                 report.resyncs += 1
-                var sync = SyncReport()
                 maps[index].uncertain = [:]
+                var sync = SyncReport()
                 try await resync(index, connection, &sync)
                 rejections += sync.rejections
             }
@@ -393,21 +457,24 @@ public final class MapApplier {
         maps[index].inSync = true
     }
 
-    /// Puts a refused key back to its value before the batch.
+    /// Puts a refused key back to its value before the batch; a refused entry no batch in flight
+    /// changed cannot be held by HAProxy, so it leaves the desired state.
     private func revert(_ index: Int, _ key: MapKey) {
-        guard let before = maps[index].uncertain[key] else { return }
-        if let value = before {
+        guard let known = maps[index].uncertain[key] else {
+            maps[index].contents.remove(key)
+            return
+        }
+        if let value = known.before {
             maps[index].contents.set(key, value)
         } else {
             maps[index].contents.remove(key)
         }
     }
 
-    /// Replaces the map's live contents with the desired ones atomically.
-    ///
-    /// - Parameter changed: keys changed by the batch being applied, with their tags; a refused
-    ///   entry among them is reported and replaced by its value before the batch.
-    private func rebuild(_ index: Int, _ connection: RuntimeConnection, changed: [MapKey: Int]) async throws -> [Rejection] {
+    /// Replaces the map's live contents with the desired ones atomically: `prepare map`, payload
+    /// `add map @V`, `commit map @V`. An entry HAProxy refuses goes back to its value before the
+    /// batch (added to the new version in its place), or is dropped when it had none.
+    private func rebuild(_ index: Int, _ connection: RuntimeConnection) async throws -> (rejections: [Rejection], commands: Int) {
         let definition = maps[index].definition
         let prepared = try await connection.execute(RuntimeCommand.prepare(definition.path))
         try Self.checkKnownMap(prepared, definition)
@@ -415,39 +482,40 @@ public final class MapApplier {
             throw MapperError(.protocolViolation, "unexpected answer to 'prepare map \(definition.path)': '\(prepared.text.prefix(200))'")
         }
         let entries = maps[index].contents.entries(ordered: definition.match.isOrderSensitive)
-        let result = try await addEntries(index, connection, entries, version: version, changed: changed)
+        var result = try await addEntries(index, connection, entries, version: version)
+        var restores: [(key: MapKey, value: String)] = []
         for rejection in result.rejections {
-            if let before = maps[index].uncertain[rejection.key], let value = before {
-                // The batch's new value was refused: the entry keeps its old value. It was skipped in
-                // the new version, so add the old value back there before committing.
-                maps[index].contents.set(rejection.key, value)
-                let readd = try await connection.execute(RuntimeCommand.add(definition.path, key: rejection.key.string, value: value, version: version))
-                if !readd.isEmpty {
-                    throw MapperError(.protocolViolation, "HAProxy refused to restore '\(rejection.key)' in map \(definition.name): \(readd.text)")
-                }
-            } else {
-                maps[index].contents.remove(rejection.key)
+            if case .some(.some(let value)) = maps[index].uncertain[rejection.key]?.before {
+                restores.append((rejection.key, value))
+            }
+            revert(index, rejection.key)
+        }
+        if !restores.isEmpty {
+            let restored = try await addEntries(index, connection, restores, version: version)
+            result.commands += restored.commands
+            if let refused = restored.rejections.first {
+                throw MapperError(.protocolViolation, "HAProxy refused to restore '\(refused.key)' in map \(definition.name): \(refused.reason)")
             }
         }
         let committed = try await connection.execute(RuntimeCommand.commit(definition.path, version: version))
         guard committed.isEmpty else {
             throw MapperError(.protocolViolation, "HAProxy refused 'commit map @\(version) \(definition.path)': '\(committed.text.prefix(200))'")
         }
-        return result.rejections
+        return (result.rejections, result.commands + 2)
     }
 
-    /// Adds entries with payload commands, one in flight at a time. A payload stops at its first
-    /// line HAProxy refuses and keeps the lines before it; the refused line is found from the map's
-    /// entry count, reported, and the rest are sent again.
+    /// Adds entries with payload commands, one in flight at a time (to the map, or to one of its
+    /// versions). A payload stops at its first line HAProxy refuses and keeps the lines before:
+    /// which line it was is read back from the map (the chunk's keys HAProxy now holds are exactly
+    /// the lines before it), the refusal is reported, and the rest is sent again.
     private func addEntries(
-        _ index: Int, _ connection: RuntimeConnection, _ entries: [(key: MapKey, value: String)], version: Int?, changed: [MapKey: Int]
+        _ index: Int, _ connection: RuntimeConnection, _ entries: [(key: MapKey, value: String)], version: Int?
     ) async throws -> (rejections: [Rejection], commands: Int) {
         guard !entries.isEmpty else { return ([], 0) }
         let definition = maps[index].definition
         var rejections: [Rejection] = []
         var commands = 0
         var start = 0
-        var baseline: Int? = maps[index].canReject ? try await entryCount(definition, connection) : nil
         while start < entries.count {
             var chunker = PayloadChunker(map: definition.path, version: version, budget: options.payloadBudget)
             for entry in entries[start...] { chunker.append(key: entry.key.string, value: entry.value) }
@@ -458,30 +526,20 @@ public final class MapApplier {
             let answer = answers[failed]
             try Self.checkKnownMap(answer, definition)
             let chunk = chunks[failed]
-            let linesBefore = chunks[..<failed].reduce(0) { $0 + $1.entries.count }
-            guard let before = baseline else {
-                throw MapperError(.protocolViolation, "HAProxy refused a payload line of map \(definition.name), which should accept any string: '\(answer.text.prefix(200))'")
+            let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, version: version))
+            try Self.checkKnownMap(dump, definition)
+            let held = Set(MapDump(body: dump.body).lazy.map { MapKey($0.key) })
+            commands += 1
+            let lines = entries[(start + chunk.entries.lowerBound)..<(start + chunk.entries.upperBound)]
+            let added = lines.prefix { held.contains($0.key) }.count
+            guard added < lines.count else {
+                throw MapperError(.protocolViolation, "HAProxy refused a payload for map \(definition.name) yet holds all of it: '\(answer.text.prefix(200))'")
             }
-            let after = try await entryCount(definition, connection)
-            let addedInChunk = after - before - linesBefore
-            guard addedInChunk >= 0, addedInChunk < chunk.entries.count else {
-                throw MapperError(.protocolViolation, "cannot tell which line of a payload for map \(definition.name) HAProxy refused ('\(answer.text.prefix(200))')")
-            }
-            let refused = entries[start + chunk.entries.lowerBound + addedInChunk]
-            rejections.append(Rejection(map: index, key: refused.key, tag: changed[refused.key], reason: answer.text))
-            start += chunk.entries.lowerBound + addedInChunk + 1
-            baseline = after
+            let refused = lines[lines.startIndex + added]
+            rejections.append(Rejection(map: index, key: refused.key, tag: maps[index].uncertain[refused.key]?.tag, reason: answer.text))
+            start += chunk.entries.lowerBound + added + 1
         }
         return (rejections, commands)
-    }
-
-    /// The number of entries (of every version) HAProxy holds for the map.
-    private func entryCount(_ definition: MapDefinition, _ connection: RuntimeConnection) async throws -> Int {
-        let listing = LoadedMap.parseListing(try await connection.execute(RuntimeCommand.listMaps()).text)
-        guard let count = listing.first(where: { $0.path == definition.path })?.entryCount else {
-            throw MapperError(.unknownMap, "HAProxy no longer lists map \(definition.name) (\(definition.path))")
-        }
-        return count
     }
 
     static func checkKnownMap(_ answer: RuntimeResponse, _ definition: MapDefinition) throws {
