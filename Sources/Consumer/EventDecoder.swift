@@ -1,0 +1,209 @@
+/// How a topic's messages carry changes.
+public enum EventFormat: Sendable, Equatable {
+    /// The value is one change object or a JSON array of them; each names its map.
+    case json
+    /// The message key is the map key, the value the map value, a null value (tombstone) deletes;
+    /// every message of the topic belongs to one map (its index in the configured maps).
+    case kv(map: Int)
+}
+
+/// One change read from a message.
+public struct DecodedChange: Sendable, Equatable {
+    /// The map's index in the configuration.
+    public var map: Int
+    public var key: String
+    /// The value to set, or nil to delete the key.
+    public var value: String?
+
+    public init(map: Int, key: String, value: String?) {
+        self.map = map
+        self.key = key
+        self.value = value
+    }
+}
+
+/// Why a message holds no valid change (it is then dead-lettered or logged, and skipped).
+public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A short, stable label for metrics and dead-letter headers (`bad_json`, `unknown_map`...).
+    public var label: String
+    /// A sentence for humans; never longer than a few hundred characters, whatever the input.
+    public var reason: String
+
+    public init(_ label: String, _ reason: String) {
+        self.label = label
+        self.reason = reason
+    }
+
+    public var description: String { "\(label): \(reason)" }
+}
+
+/// Turns message keys and values into changes, strictly: a message with any malformed, missing,
+/// duplicated or mistyped required field, or any text that is not valid UTF-8, is invalid as a
+/// whole, and none of its changes are used. Unknown fields are ignored (but must be valid JSON).
+public struct EventDecoder: Sendable {
+    private let mapNames: [[UInt8]]
+
+    /// - Parameter mapNames: the configured maps' logical names; an event's `map` must be one of them.
+    public init(mapNames: [String]) {
+        self.mapNames = mapNames.map { Array($0.utf8) }
+    }
+
+    /// Appends the message's changes to `changes`, or returns why it is invalid (appending nothing).
+    public func decode(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, format: EventFormat, into changes: inout [DecodedChange]) -> DecodeFailure? {
+        switch format {
+        case .kv(let map):
+            guard let key else { return DecodeFailure("missing_key", "a kv message needs a key (the map key)") }
+            guard let keyText = String(validating: key, as: UTF8.self) else { return DecodeFailure("invalid_utf8", "the message key is not valid UTF-8") }
+            guard let value else {
+                changes.append(DecodedChange(map: map, key: keyText, value: nil))
+                return nil
+            }
+            guard let valueText = String(validating: value, as: UTF8.self) else { return DecodeFailure("invalid_utf8", "the message value is not valid UTF-8") }
+            changes.append(DecodedChange(map: map, key: keyText, value: valueText))
+            return nil
+        case .json:
+            guard let value else { return DecodeFailure("tombstone", "a json topic message has a null value (tombstones carry no change)") }
+            let start = changes.count
+            var reader = JSONReader(value)
+            if let failure = decodeDocument(&reader, into: &changes) {
+                changes.removeSubrange(start...)
+                return failure
+            }
+            return nil
+        }
+    }
+
+    private func decodeDocument(_ reader: inout JSONReader, into changes: inout [DecodedChange]) -> DecodeFailure? {
+        reader.skipWhitespace()
+        switch reader.peek() {
+        case UInt8(ascii: "{"):
+            if let failure = decodeChange(&reader, into: &changes) { return failure }
+        case UInt8(ascii: "["):
+            reader.advance()
+            reader.skipWhitespace()
+            if reader.peek() == UInt8(ascii: "]") {
+                reader.advance()
+            } else {
+                var position = 0
+                while true {
+                    reader.skipWhitespace()
+                    guard reader.peek() == UInt8(ascii: "{") else { return reader.failure("bad_json", "element \(position) of the array is not an object") }
+                    if let failure = decodeChange(&reader, into: &changes) {
+                        return DecodeFailure(failure.label, "element \(position): \(failure.reason)")
+                    }
+                    position += 1
+                    reader.skipWhitespace()
+                    if reader.consume(UInt8(ascii: ",")) { continue }
+                    if reader.consume(UInt8(ascii: "]")) { break }
+                    return reader.failure("bad_json", "expected ',' or ']' in the array")
+                }
+            }
+        case nil:
+            return DecodeFailure("bad_json", "empty message")
+        default:
+            return reader.failure("bad_json", "expected a change object or an array of them")
+        }
+        reader.skipWhitespace()
+        guard reader.atEnd else { return reader.failure("bad_json", "unexpected data after the JSON value") }
+        return nil
+    }
+
+    private enum Field { case map, op, key, value, other }
+
+    private func decodeChange(_ reader: inout JSONReader, into changes: inout [DecodedChange]) -> DecodeFailure? {
+        guard reader.consume(UInt8(ascii: "{")) else { return reader.failure("bad_json", "expected '{'") }
+        var map: Int? = nil
+        var mapSeen = false
+        var op: Bool? = nil  // true: set, false: del
+        var key: String? = nil
+        var value: String? = nil
+        var valueSeen = false
+        var unknownMap: String? = nil
+        reader.skipWhitespace()
+        if !reader.consume(UInt8(ascii: "}")) {
+            while true {
+                reader.skipWhitespace()
+                guard let name = reader.readRawString() else { return reader.lastFailure ?? reader.failure("bad_json", "expected a field name") }
+                let field: Field
+                switch name {
+                case .plain(let bytes) where bytes.elementsEqual("map".utf8): field = .map
+                case .plain(let bytes) where bytes.elementsEqual("op".utf8): field = .op
+                case .plain(let bytes) where bytes.elementsEqual("key".utf8): field = .key
+                case .plain(let bytes) where bytes.elementsEqual("value".utf8): field = .value
+                case .escaped(let bytes) where ["map", "op", "key", "value"].contains(where: { bytes.elementsEqual($0.utf8) }):
+                    return DecodeFailure("bad_json", "escaped field names are not accepted for map/op/key/value")
+                default: field = .other
+                }
+                reader.skipWhitespace()
+                guard reader.consume(UInt8(ascii: ":")) else { return reader.failure("bad_json", "expected ':' after a field name") }
+                reader.skipWhitespace()
+                switch field {
+                case .map:
+                    if mapSeen { return DecodeFailure("duplicate_field", "field 'map' appears twice") }
+                    mapSeen = true
+                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'map' must be a string") }
+                    map = lookUpMap(raw)
+                    if map == nil { unknownMap = raw.text ?? "<invalid UTF-8>" }
+                case .op:
+                    if op != nil { return DecodeFailure("duplicate_field", "field 'op' appears twice") }
+                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'op' must be a string") }
+                    if case .plain(let bytes) = raw, bytes.elementsEqual("set".utf8) {
+                        op = true
+                    } else if case .plain(let bytes) = raw, bytes.elementsEqual("del".utf8) {
+                        op = false
+                    } else {
+                        return DecodeFailure("bad_op", "'op' must be \"set\" or \"del\", not \(quoted(raw.text ?? "<invalid UTF-8>"))")
+                    }
+                case .key:
+                    if key != nil { return DecodeFailure("duplicate_field", "field 'key' appears twice") }
+                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'key' must be a string") }
+                    guard let text = raw.text else { return DecodeFailure("invalid_utf8", "'key' is not valid UTF-8") }
+                    key = text
+                case .value:
+                    if valueSeen { return DecodeFailure("duplicate_field", "field 'value' appears twice") }
+                    valueSeen = true
+                    if reader.peek() == UInt8(ascii: "\"") {
+                        guard let raw = reader.readRawString() else { return reader.lastFailure! }
+                        guard let text = raw.text else { return DecodeFailure("invalid_utf8", "'value' is not valid UTF-8") }
+                        value = text
+                    } else if let failure = reader.skipValue() {
+                        return failure
+                    }
+                case .other:
+                    if let failure = reader.skipValue() { return failure }
+                }
+                reader.skipWhitespace()
+                if reader.consume(UInt8(ascii: ",")) { continue }
+                if reader.consume(UInt8(ascii: "}")) { break }
+                return reader.failure("bad_json", "expected ',' or '}' in the object")
+            }
+        }
+        guard mapSeen else { return DecodeFailure("missing_field", "field 'map' is missing") }
+        if let unknownMap { return DecodeFailure("unknown_map", "map \(quoted(unknownMap)) is not configured") }
+        guard let op else { return DecodeFailure("missing_field", "field 'op' is missing") }
+        guard let key else { return DecodeFailure("missing_field", "field 'key' is missing") }
+        if op {
+            guard valueSeen else { return DecodeFailure("missing_field", "field 'value' is missing (required for set)") }
+            guard let value else { return DecodeFailure("bad_field", "'value' must be a string") }
+            changes.append(DecodedChange(map: map!, key: key, value: value))
+        } else {
+            changes.append(DecodedChange(map: map!, key: key, value: nil))
+        }
+        return nil
+    }
+
+    private func lookUpMap(_ raw: JSONReader.RawString) -> Int? {
+        guard case .plain(let bytes) = raw else {
+            guard let text = raw.text else { return nil }
+            return mapNames.firstIndex { $0.elementsEqual(text.utf8) }
+        }
+        return mapNames.firstIndex { $0.elementsEqual(bytes) }
+    }
+}
+
+/// A value quoted for an error message, cut short when long.
+func quoted(_ text: String) -> String {
+    let limit = 80
+    if text.utf8.count <= limit { return "'\(text)'" }
+    return "'\(String(decoding: text.utf8.prefix(limit), as: UTF8.self))...' (\(text.utf8.count) bytes)"
+}

@@ -1,0 +1,414 @@
+import CRdKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// How partitions are shared among the members of a consumer group.
+public enum AssignmentStrategy: String, Sendable, CaseIterable {
+    /// Incremental (cooperative) rebalancing: members keep their partitions across a rebalance.
+    case cooperativeSticky = "cooperative-sticky"
+    /// Eager rebalancing: every member gives up every partition on each rebalance.
+    case range
+    case roundrobin
+}
+
+/// What the consumer reports to its owner. Every method is called on the consumer's polling thread.
+public protocol KafkaConsumerDelegate: AnyObject, Sendable {
+    /// One message; valid only during the call.
+    func consume(_ message: ConsumedMessage)
+    /// The poll came back empty, or a burst of messages reached its size: hand over what was gathered.
+    func endOfBurst()
+    /// These partitions are now ours; their messages follow.
+    func assigned(_ partitions: [TopicPartition])
+    /// These partitions are being taken away. Return, for each partition that should be committed
+    /// before they go, the next offset to consume. When `lost` is true (the group evicted us),
+    /// nothing is committed whatever is returned. The polling thread waits for the answer, so it
+    /// must come within a bounded time.
+    func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64]
+    /// The outcome of an asynchronous commit.
+    func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?)
+    /// librdkafka reported a fatal error; the consumer has stopped.
+    func failed(_ error: KafkaError)
+}
+
+/// librdkafka's high-level consumer, polled on a thread of its own so that nothing blocks the Swift
+/// concurrency pool. Offsets are never stored or committed automatically: only ``commit(_:)`` and
+/// ``commitNow(_:)`` commit, with exactly the offsets given. Every librdkafka call on the handle
+/// happens on the polling thread; other threads enqueue commands.
+public final class KafkaConsumer: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var bootstrapServers: String
+        public var groupID: String
+        public var topics: [String]
+        public var assignmentStrategy: AssignmentStrategy = .cooperativeSticky
+        /// Any librdkafka property (TLS, SASL, timeouts...), passed through; it can override the
+        /// defaults below but never the offset-management settings the bridge relies on.
+        public var properties = KafkaSettings()
+        public var clientID = "mapbridge"
+        /// How long one poll waits when there is nothing to read.
+        public var pollTimeoutMilliseconds: Int32 = 50
+        /// The most messages handed over in one burst.
+        public var maximumBurst = 4096
+
+        public init(bootstrapServers: String, groupID: String, topics: [String]) {
+            self.bootstrapServers = bootstrapServers
+            self.groupID = groupID
+            self.topics = topics
+        }
+
+        /// The librdkafka properties the consumer is created with.
+        public var settings: KafkaSettings {
+            var settings = KafkaSettings([
+                "auto.offset.reset": "earliest",
+                "client.id": clientID,
+                "queued.max.messages.kbytes": "65536",
+            ])
+            for (name, value) in properties.properties { settings[name] = value }
+            settings["bootstrap.servers"] = bootstrapServers
+            settings["group.id"] = groupID
+            settings["partition.assignment.strategy"] = assignmentStrategy.rawValue
+            settings["enable.auto.commit"] = "false"
+            settings["enable.auto.offset.store"] = "false"
+            settings["enable.partition.eof"] = "false"
+            return settings
+        }
+    }
+
+    private enum Command {
+        case commit([TopicPartition: Int64])
+        case commitNow([TopicPartition: Int64], CheckedContinuation<Void, any Error>)
+        case pause
+        case resume
+        case query(@Sendable (OpaquePointer) -> Void)
+    }
+
+    private struct Shared {
+        var commands: [Command] = []
+        var stopping = false
+        var assignment: Set<TopicPartition> = []
+        var fatal: KafkaError?
+    }
+
+    public let configuration: Configuration
+    private let client: RdKafkaClient
+    private let delegate: any KafkaConsumerDelegate
+    private let logger: Logger
+    private let shared = Mutex(Shared())
+    private let finished = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+    // Owned by the polling thread.
+    private var assignment: Set<TopicPartition> = []
+    private var paused: Set<TopicPartition> = []
+    private var pauseRequested = false
+    private var topicNames: [UnsafeMutableRawPointer: String] = [:]
+
+    public init(configuration: Configuration, delegate: any KafkaConsumerDelegate, logger: Logger) throws(KafkaError) {
+        self.configuration = configuration
+        self.delegate = delegate
+        self.logger = logger
+        let callbacks = RdKafkaClient.Callbacks(logger: logger, settings: configuration.settings)
+        client = try RdKafkaClient.make(RD_KAFKA_CONSUMER, settings: configuration.settings, callbacks: callbacks)
+        callbacks.rebalance = { [unowned self] handle, error, partitions in
+            self.rebalance(handle, error, partitions)
+        }
+        callbacks.commit = { [unowned self] error, offsets in
+            let done = Dictionary(offsets.map { ($0.0, $0.1) }, uniquingKeysWith: { $1 })
+            let failure = error == RD_KAFKA_RESP_ERR_NO_ERROR ? offsets.first { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }.map { KafkaError(.operation, "commit of \($0.0)", $0.2) } : KafkaError(.operation, "commit", error)
+            self.delegate.committed(done, error: failure)
+        }
+        callbacks.error = { [unowned self] error, fatal in
+            if fatal {
+                self.logger.critical("librdkafka fatal error; the consumer stops", metadata: ["error": "\(error.reason)"])
+                self.shared.withLock { $0.fatal = error }
+            } else {
+                self.logger.warning("librdkafka reported an error (it retries by itself)", metadata: ["error": "\(error.reason)"])
+            }
+        }
+        rd_kafka_poll_set_consumer(client.handle)
+    }
+
+    /// Subscribes and starts the polling thread.
+    public func start() throws(KafkaError) {
+        let topics = rd_kafka_topic_partition_list_new(Int32(configuration.topics.count))!
+        defer { rd_kafka_topic_partition_list_destroy(topics) }
+        for topic in configuration.topics {
+            rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA)
+        }
+        let error = rd_kafka_subscribe(client.handle, topics)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(.operation, "subscribe to \(configuration.topics)", error) }
+        let thread = Thread { [self] in self.pollLoop() }
+        thread.name = "mapbridge-kafka-poll"
+        self.thread = thread
+        thread.start()
+        logger.info(
+            "consumer started",
+            metadata: [
+                "kafka.brokers": "\(configuration.bootstrapServers)", "kafka.group": "\(configuration.groupID)",
+                "kafka.topics": "\(configuration.topics.joined(separator: ","))", "kafka.assignment_strategy": "\(configuration.assignmentStrategy.rawValue)",
+            ])
+    }
+
+    /// Commits these offsets (the next offset to consume per partition) without waiting.
+    public func commit(_ offsets: [TopicPartition: Int64]) {
+        guard !offsets.isEmpty else { return }
+        enqueue(.commit(offsets))
+    }
+
+    /// Commits these offsets and waits for the group coordinator's answer.
+    public func commitNow(_ offsets: [TopicPartition: Int64]) async throws {
+        guard !offsets.isEmpty else { return }
+        try await withCheckedThrowingContinuation { continuation in
+            if !enqueue(.commitNow(offsets, continuation)) {
+                continuation.resume(throwing: KafkaError(.operation, "the consumer is closed"))
+            }
+        }
+    }
+
+    /// Stops fetching from every assigned partition (and from those assigned later) until ``resume()``,
+    /// while the group membership stays alive. librdkafka drops what it prefetched; fetching
+    /// resumes from the position after the last message handed over.
+    public func pause() { enqueue(.pause) }
+
+    public func resume() { enqueue(.resume) }
+
+    /// The partitions currently assigned to this member.
+    public var currentAssignment: Set<TopicPartition> { shared.withLock { $0.assignment } }
+
+    /// The fatal error that stopped the consumer, if any.
+    public var fatalError: KafkaError? { shared.withLock { $0.fatal } }
+
+    /// The group's committed offsets for these partitions (asks the coordinator).
+    public func committedOffsets(_ partitions: [TopicPartition], timeoutMilliseconds: Int32 = 10000) async throws -> [TopicPartition: Int64] {
+        try await withCheckedThrowingContinuation { continuation in
+            let accepted = enqueue(.query({ handle in
+                PartitionList.with(partitions.map { ($0, nil) }) { list in
+                    let error = rd_kafka_committed(handle, list, timeoutMilliseconds)
+                    if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                        continuation.resume(throwing: KafkaError(.operation, "committed offsets", error))
+                    } else {
+                        continuation.resume(returning: Dictionary(PartitionList.read(list).map { ($0.0, $0.1) }, uniquingKeysWith: { $1 }))
+                    }
+                }
+            }))
+            if !accepted { continuation.resume(throwing: KafkaError(.operation, "the consumer is closed")) }
+        }
+    }
+
+    /// Leaves the group (revoking every partition through the delegate) and stops the polling thread.
+    public func close() async {
+        guard thread != nil else { return }
+        let first = shared.withLock { state -> Bool in
+            defer { state.stopping = true }
+            return !state.stopping
+        }
+        if first { rd_kafka_yield(client.handle) }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                self.finished.wait()
+                self.finished.signal()
+                continuation.resume()
+            }
+        }
+    }
+
+    @discardableResult
+    private func enqueue(_ command: Command) -> Bool {
+        let accepted = shared.withLock { state -> Bool in
+            guard !state.stopping else { return false }
+            state.commands.append(command)
+            return true
+        }
+        if accepted { rd_kafka_yield(client.handle) }
+        return accepted
+    }
+
+    // MARK: - The polling thread
+
+    private func pollLoop() {
+        var burst = 0
+        while true {
+            let (commands, stopping, fatal) = shared.withLock { state in
+                defer { state.commands.removeAll() }
+                return (state.commands, state.stopping, state.fatal)
+            }
+            for command in commands { execute(command) }
+            if let fatal {
+                if burst > 0 { delegate.endOfBurst() }
+                delegate.failed(fatal)
+                break
+            }
+            if stopping { break }
+            guard let message = rd_kafka_consumer_poll(client.handle, burst > 0 ? 0 : configuration.pollTimeoutMilliseconds) else {
+                if burst > 0 {
+                    delegate.endOfBurst()
+                    burst = 0
+                }
+                continue
+            }
+            if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                let error = KafkaError(.operation, "consume", message.pointee.err)
+                logger.warning("consumer error (librdkafka retries by itself)", metadata: ["error": "\(error.reason)"])
+            } else {
+                delegate.consume(view(of: message))
+                burst += 1
+            }
+            rd_kafka_message_destroy(message)
+            if burst >= configuration.maximumBurst {
+                delegate.endOfBurst()
+                burst = 0
+            }
+        }
+        // Leaving the group revokes every partition through the rebalance callback.
+        let error = rd_kafka_consumer_close(client.handle)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.warning("closing the consumer", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
+        }
+        let pending = shared.withLock { state in
+            state.stopping = true
+            defer { state.commands.removeAll() }
+            return state.commands
+        }
+        for case .commitNow(_, let continuation) in pending {
+            continuation.resume(throwing: KafkaError(.operation, "the consumer closed before committing"))
+        }
+        logger.info("consumer closed; left the group", metadata: ["kafka.group": "\(configuration.groupID)"])
+        finished.signal()
+    }
+
+    private func view(of message: UnsafeMutablePointer<rd_kafka_message_t>) -> ConsumedMessage {
+        let pointee = message.pointee
+        let topicKey = UnsafeMutableRawPointer(pointee.rkt)!
+        let topic: String
+        if let known = topicNames[topicKey] {
+            topic = known
+        } else {
+            topic = String(cString: rd_kafka_topic_name(pointee.rkt))
+            topicNames[topicKey] = topic
+        }
+        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let timestamp = rd_kafka_message_timestamp(message, &timestampType)
+        return ConsumedMessage(
+            topic: topic, partition: pointee.partition, offset: pointee.offset,
+            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp,
+            key: pointee.key.map { UnsafeRawBufferPointer(start: $0, count: pointee.key_len) },
+            value: pointee.payload.map { UnsafeRawBufferPointer(start: $0, count: pointee.len) },
+            raw: message)
+    }
+
+    private func execute(_ command: Command) {
+        switch command {
+        case .commit(let offsets):
+            let error = PartitionList.with(offsets.map { ($0.key, $0.value) }) { rd_kafka_commit(client.handle, $0, 1) }
+            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                delegate.committed(offsets, error: KafkaError(.operation, "commit", error))
+            }
+        case .commitNow(let offsets, let continuation):
+            if let error = commitSynchronously(offsets) {
+                continuation.resume(throwing: error)
+            } else {
+                continuation.resume()
+            }
+        case .pause:
+            pauseRequested = true
+            setPaused(assignment.subtracting(paused), true)
+        case .resume:
+            pauseRequested = false
+            setPaused(paused, false)
+        case .query(let body):
+            body(client.handle)
+        }
+    }
+
+    /// Commits and waits, serving the result on a temporary queue (not the consumer's).
+    private func commitSynchronously(_ offsets: [TopicPartition: Int64]) -> KafkaError? {
+        final class Outcome: @unchecked Sendable { var error: rd_kafka_resp_err_t = RD_KAFKA_RESP_ERR_NO_ERROR; var partitions: [(TopicPartition, Int64, rd_kafka_resp_err_t)] = [] }
+        let outcome = Outcome()
+        let error = PartitionList.with(offsets.map { ($0.key, $0.value) }) { list in
+            rd_kafka_commit_queue(client.handle, list, nil, { _, error, offsets, opaque in
+                let outcome = Unmanaged<Outcome>.fromOpaque(opaque!).takeUnretainedValue()
+                outcome.error = error
+                outcome.partitions = PartitionList.read(offsets)
+            }, Unmanaged.passUnretained(outcome).toOpaque())
+        }
+        withExtendedLifetime(outcome) {}
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR { return KafkaError(.operation, "commit", error) }
+        if outcome.error != RD_KAFKA_RESP_ERR_NO_ERROR { return KafkaError(.operation, "commit", outcome.error) }
+        if let failed = outcome.partitions.first(where: { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+            return KafkaError(.operation, "commit of \(failed.0)", failed.2)
+        }
+        return nil
+    }
+
+    private func setPaused(_ partitions: Set<TopicPartition>, _ pause: Bool) {
+        guard !partitions.isEmpty else { return }
+        let error = PartitionList.with(partitions.map { ($0, nil) }) { list in
+            pause ? rd_kafka_pause_partitions(client.handle, list) : rd_kafka_resume_partitions(client.handle, list)
+        }
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            logger.warning("\(pause ? "pausing" : "resuming") partitions failed", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
+            return
+        }
+        if pause { paused.formUnion(partitions) } else { paused.subtract(partitions) }
+        logger.debug("\(pause ? "paused" : "resumed") partitions", metadata: ["kafka.partitions": "\(partitions.sorted())"])
+    }
+
+    private func rebalance(_ handle: OpaquePointer, _ error: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
+        let list = PartitionList.read(partitions).map(\.0)
+        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        switch error {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if cooperative {
+                if let failure = rd_kafka_incremental_assign(handle, partitions) {
+                    logger.error("incremental assign failed", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])
+                    rd_kafka_error_destroy(failure)
+                }
+            } else {
+                let failure = rd_kafka_assign(handle, partitions)
+                if failure != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    logger.error("assign failed", metadata: ["error": "\(String(cString: rd_kafka_err2str(failure)))"])
+                }
+            }
+            assignment.formUnion(list)
+            shared.withLock { $0.assignment = assignment }
+            logger.info("partitions assigned", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.protocol": "\(cooperative ? "cooperative" : "eager")"])
+            delegate.assigned(list)
+            if pauseRequested { setPaused(Set(list), true) }
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            let lost = rd_kafka_assignment_lost(handle) != 0
+            let offsets = delegate.revoking(list, lost: lost)
+            if lost {
+                logger.warning("partitions lost (evicted from the group): nothing is committed for them", metadata: ["kafka.partitions": "\(list.sorted())"])
+            } else if !offsets.isEmpty {
+                if let failure = commitSynchronously(offsets) {
+                    logger.warning("commit before giving up partitions failed; their new owner replays from the last commit", metadata: ["error": "\(failure.reason)"])
+                } else {
+                    delegate.committed(offsets, error: nil)
+                }
+            }
+            if cooperative {
+                if let failure = rd_kafka_incremental_unassign(handle, partitions) {
+                    logger.error("incremental unassign failed", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])
+                    rd_kafka_error_destroy(failure)
+                }
+            } else {
+                _ = rd_kafka_assign(handle, nil)
+            }
+            assignment.subtract(list)
+            paused.subtract(list)
+            shared.withLock { $0.assignment = assignment }
+            logger.info("partitions revoked", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.lost": "\(lost)"])
+        default:
+            logger.error("rebalance error", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
+            let all = Array(assignment)
+            _ = delegate.revoking(all, lost: true)
+            if cooperative {
+                if let failure = rd_kafka_incremental_unassign(handle, partitions) { rd_kafka_error_destroy(failure) }
+            } else {
+                _ = rd_kafka_assign(handle, nil)
+            }
+            assignment.removeAll()
+            paused.removeAll()
+            shared.withLock { $0.assignment = [] }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import CRdKafka
+
+/// The one error type of the Kafka side: a code a caller can branch on and a reason a human can act on.
+public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Code: String, Sendable {
+        /// A librdkafka property was refused (its name is in the reason; never its value).
+        case configuration
+        /// A client handle could not be created.
+        case clientCreation
+        /// librdkafka reported a fatal error: the client cannot continue.
+        case fatal
+        /// A librdkafka call failed (the reason carries librdkafka's text).
+        case operation
+        /// The mock cluster refused a request.
+        case cluster
+        /// A message could not be delivered.
+        case delivery
+    }
+
+    public var code: Code
+    public var reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    init(_ code: Code, _ what: String, _ error: rd_kafka_resp_err_t) {
+        self.init(code, "\(what): \(String(cString: rd_kafka_err2str(error)))")
+    }
+
+    public var description: String { "kafka \(code.rawValue): \(reason)" }
+}
+
+/// librdkafka's version string (`2.0.2` here).
+public var librdkafkaVersion: String { String(cString: rd_kafka_version_str()) }

@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+import Testing
+import TestSupport
+
+@testable import Consumer
+
+/// Records what a consumer reports, for assertions.
+final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {
+    struct Record: Equatable {
+        var partition: TopicPartition
+        var offset: Int64
+        var key: [UInt8]?
+        var value: [UInt8]?
+        var headers: [KafkaHeader]
+    }
+
+    private let lock = NSLock()
+    private var records: [Record] = []
+    private var assignedPartitions: [TopicPartition] = []
+    private var revokedPartitions: [TopicPartition] = []
+    var commitOnRevoke: @Sendable ([TopicPartition]) -> [TopicPartition: Int64] = { _ in [:] }
+
+    var messages: [Record] { lock.withLock { records } }
+    var assigned: [TopicPartition] { lock.withLock { assignedPartitions } }
+    var revoked: [TopicPartition] { lock.withLock { revokedPartitions } }
+
+    func consume(_ message: ConsumedMessage) {
+        let record = Record(partition: message.topicPartition, offset: message.offset, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
+        lock.withLock { records.append(record) }
+    }
+    func endOfBurst() {}
+    func assigned(_ partitions: [TopicPartition]) { lock.withLock { assignedPartitions += partitions } }
+    func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] {
+        lock.withLock { revokedPartitions += partitions }
+        return commitOnRevoke(partitions)
+    }
+    func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {}
+    func failed(_ error: KafkaError) {}
+}
+
+@Suite("librdkafka consumer and producer against the embedded cluster", .serialized)
+struct KafkaClientTests {
+    static let logger = Logger(label: "test.kafka") { _ in
+        var handler = StreamLogHandler.standardError(label: "test.kafka")
+        handler.logLevel = .warning
+        return handler
+    }
+
+    func consumer(_ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy = .cooperativeSticky) throws -> KafkaConsumer {
+        var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: group, topics: topics)
+        configuration.assignmentStrategy = strategy
+        configuration.properties["session.timeout.ms"] = "6000"
+        configuration.properties["heartbeat.interval.ms"] = "500"
+        return try KafkaConsumer(configuration: configuration, delegate: delegate, logger: Self.logger)
+    }
+
+    @Test("every message arrives once, in partition order, with keys, headers and tombstones intact")
+    func consumesEverything() async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
+        try cluster.createTopic("events", partitions: 3)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Self.logger)
+        for index in 0..<900 {
+            try producer.produce(
+                topic: "events", key: Array("k\(index % 50)".utf8), value: index % 10 == 0 ? nil : Array("v\(index)".utf8),
+                headers: index == 1 ? [KafkaHeader("trace", "abc"), KafkaHeader("empty", nil)] : [])
+        }
+        try producer.flush()
+        let delegate = RecordingDelegate()
+        let consumer = try consumer(cluster, group: "g1", topics: ["events"], delegate: delegate)
+        try consumer.start()
+        try await waitUntil("900 messages") { delegate.messages.count >= 900 }
+        let messages = delegate.messages
+        #expect(messages.count == 900)
+        #expect(messages.filter { $0.value == nil }.count == 90)
+        #expect(messages.first { $0.value == Array("v1".utf8) }?.headers == [KafkaHeader("trace", "abc"), KafkaHeader("empty", nil)])
+        for partition in Set(messages.map(\.partition)) {
+            let offsets = messages.filter { $0.partition == partition }.map(\.offset)
+            #expect(offsets == Array(0..<Int64(offsets.count)))
+        }
+        await consumer.close()
+    }
+
+    @Test("only explicit commits move the group's offsets, and they move exactly there")
+    func explicitCommits() async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
+        try cluster.createTopic("events", partitions: 2)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Self.logger)
+        for index in 0..<100 { try producer.produce(topic: "events", key: Array("\(index)".utf8), value: [1], partition: Int32(index % 2)) }
+        try producer.flush()
+        let delegate = RecordingDelegate()
+        let consumer = try consumer(cluster, group: "g2", topics: ["events"], delegate: delegate)
+        try consumer.start()
+        try await waitUntil("100 messages") { delegate.messages.count >= 100 }
+        let partitions = [TopicPartition("events", 0), TopicPartition("events", 1)]
+        let before = try await consumer.committedOffsets(partitions)
+        #expect(before.values.allSatisfy { $0 < 0 }, "nothing committed automatically: \(before)")
+        try await consumer.commitNow([partitions[0]: 17, partitions[1]: 42])
+        #expect(try await consumer.committedOffsets(partitions) == [partitions[0]: 17, partitions[1]: 42])
+        consumer.commit([partitions[0]: 50])
+        try await waitUntil("the asynchronous commit") { (try await consumer.committedOffsets(partitions))[partitions[0]] == 50 }
+        await consumer.close()
+
+        // A new member of the group starts from the committed offsets.
+        let second = RecordingDelegate()
+        let again = try self.consumer(cluster, group: "g2", topics: ["events"], delegate: second)
+        try again.start()
+        try await waitUntil("the uncommitted rest") { second.messages.count >= 8 }
+        #expect(second.messages.filter { $0.partition == partitions[1] }.map(\.offset).first == 42)
+        #expect(second.messages.filter { $0.partition == partitions[0] }.isEmpty)
+        await again.close()
+    }
+
+    @Test("pausing and resuming loses and repeats nothing")
+    func pauseResume() async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
+        try cluster.createTopic("events", partitions: 2)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Self.logger)
+        let delegate = RecordingDelegate()
+        let consumer = try consumer(cluster, group: "g3", topics: ["events"], delegate: delegate)
+        try consumer.start()
+        try await waitUntil("an assignment") { consumer.currentAssignment.count == 2 }
+        var produced = 0
+        for round in 0..<5 {
+            for _ in 0..<400 {
+                try producer.produce(topic: "events", key: Array("\(produced)".utf8), value: Array("\(produced)".utf8))
+                produced += 1
+            }
+            if round % 2 == 0 { consumer.pause() } else { consumer.resume() }
+            try producer.flush()
+        }
+        consumer.resume()
+        try await waitUntil("every message") { delegate.messages.count >= produced }
+        let values = delegate.messages.compactMap { $0.value.map { String(decoding: $0, as: UTF8.self) } }
+        #expect(values.count == produced)
+        #expect(Set(values).count == produced)
+        await consumer.close()
+    }
+
+    @Test("a second member takes half the partitions; the first is asked before giving them up", arguments: [AssignmentStrategy.cooperativeSticky, .range])
+    func rebalance(strategy: AssignmentStrategy) async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
+        try cluster.createTopic("events", partitions: 4)
+        let first = RecordingDelegate()
+        let one = try consumer(cluster, group: "g4", topics: ["events"], delegate: first, strategy: strategy)
+        try one.start()
+        try await waitUntil("all four partitions", timeout: 30) { one.currentAssignment.count == 4 }
+        let second = RecordingDelegate()
+        let two = try consumer(cluster, group: "g4", topics: ["events"], delegate: second, strategy: strategy)
+        try two.start()
+        try await waitUntil("a split assignment", timeout: 60) { one.currentAssignment.count == 2 && two.currentAssignment.count == 2 }
+        #expect(one.currentAssignment.isDisjoint(with: two.currentAssignment))
+        #expect(Set(first.revoked).isSuperset(of: two.currentAssignment))
+        await two.close()
+        try await waitUntil("the first to get them back", timeout: 60) { one.currentAssignment.count == 4 }
+        await one.close()
+    }
+
+    @Test("secrets never appear in configuration errors or redacted settings")
+    func secrets() {
+        var settings = KafkaSettings(["sasl.password": "hunter2-secret", "ssl.key.password": "k3y-pass", "security.protocol": "SASL_SSL", "bootstrap.servers": "x:1"])
+        #expect(settings.redacted["sasl.password"] == "<redacted>")
+        #expect(settings.redacted["security.protocol"] == "SASL_SSL")
+        settings["sasl.mechanism"] = "hunter2-secret"  // an invalid value that echoes a secret
+        do {
+            _ = try KafkaProducer(bootstrapServers: "127.0.0.1:1", properties: settings, logger: Self.logger)
+            Issue.record("an invalid property must be refused")
+        } catch {
+            #expect(!"\(error)".contains("hunter2-secret"), "\(error)")
+        }
+        settings["sasl.mechanism"] = nil
+        settings["no.such.property"] = "hunter2-secret"
+        do {
+            _ = try KafkaProducer(bootstrapServers: "127.0.0.1:1", properties: settings, logger: Self.logger)
+            Issue.record("an unknown property must be refused")
+        } catch {
+            #expect(!"\(error)".contains("hunter2-secret"), "\(error)")
+            #expect("\(error)".contains("no.such.property"), "\(error)")
+        }
+    }
+}
