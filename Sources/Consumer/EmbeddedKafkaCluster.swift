@@ -17,8 +17,7 @@ public final class EmbeddedKafkaCluster: @unchecked Sendable {
     public let brokerCount: Int32
 
     public init(brokers: Int32 = 1, logger: Logger) throws(KafkaError) {
-        var settings = KafkaSettings(["client.id": "mapbridge-embedded-cluster"])
-        settings["log_level"] = "3"
+        let settings = KafkaSettings(["client.id": "mapbridge-embedded-cluster", "log_level": "0"])
         owner = try RdKafkaClient.make(RD_KAFKA_PRODUCER, settings: settings, callbacks: .init(logger: logger, settings: settings))
         guard let cluster = rd_kafka_mock_cluster_new(owner.handle, brokers) else {
             throw KafkaError(.cluster, "librdkafka could not start its mock cluster")

@@ -95,7 +95,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     private let logger: Logger
     private let shared = Mutex(Shared())
     private let finished = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    /// Set once the polling thread started (the consumer never holds the thread: its block holds the
+    /// consumer until the loop ends, and no longer).
+    private let started = Mutex(false)
     // Owned by the polling thread.
     private var assignment: Set<TopicPartition> = []
     private var paused: Set<TopicPartition> = []
@@ -138,7 +140,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(.operation, "subscribe to \(configuration.topics)", error) }
         let thread = Thread { [self] in self.pollLoop() }
         thread.name = "mapbridge-kafka-poll"
-        self.thread = thread
+        started.withLock { $0 = true }
         thread.start()
         logger.info(
             "consumer started",
@@ -196,7 +198,7 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Leaves the group (revoking every partition through the delegate) and stops the polling thread.
     public func close() async {
-        guard thread != nil else { return }
+        guard started.withLock({ $0 }) else { return }
         let first = shared.withLock { state -> Bool in
             defer { state.stopping = true }
             return !state.stopping
@@ -410,5 +412,26 @@ public final class KafkaConsumer: @unchecked Sendable {
             paused.removeAll()
             shared.withLock { $0.assignment = [] }
         }
+    }
+}
+
+/// Reads a consumer group's committed offsets without joining the group (for `check`, `diff`,
+/// the tests and the benchmark).
+public enum KafkaGroupOffsets {
+    public static func committed(
+        bootstrapServers: String, groupID: String, partitions: [TopicPartition], properties: KafkaSettings = .init(),
+        timeoutMilliseconds: Int32 = 10000, logger: Logger
+    ) throws(KafkaError) -> [TopicPartition: Int64] {
+        var settings = properties
+        settings["bootstrap.servers"] = bootstrapServers
+        settings["group.id"] = groupID
+        settings["enable.auto.commit"] = "false"
+        settings["client.id"] = settings["client.id"] ?? "mapbridge-offsets"
+        let client = try RdKafkaClient.make(RD_KAFKA_CONSUMER, settings: settings, callbacks: .init(logger: logger, settings: settings))
+        let (error, offsets) = PartitionList.with(partitions.map { ($0, nil) }) { list in
+            (rd_kafka_committed(client.handle, list, timeoutMilliseconds), PartitionList.read(list))
+        }
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(.operation, "committed offsets of group \(groupID)", error) }
+        return Dictionary(offsets.map { ($0.0, $0.1) }, uniquingKeysWith: { $1 })
     }
 }

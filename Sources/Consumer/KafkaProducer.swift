@@ -19,11 +19,16 @@ public final class KafkaProducer: @unchecked Sendable {
         init(_ completion: @escaping @Sendable (Result<DeliveredMessage, KafkaError>) -> Void) { self.completion = completion }
     }
 
+    /// What the polling thread shares with the producer (never the producer itself, so that
+    /// releasing the producer stops the thread).
+    private final class Poller: Sendable {
+        let stopping = Mutex(false)
+        let done = DispatchSemaphore(value: 0)
+    }
+
     private let client: RdKafkaClient
     private let logger: Logger
-    private let stopping = Mutex(false)
-    private let done = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    private let poller = Poller()
 
     /// - Parameter properties: any librdkafka property (TLS, SASL...); they override the defaults.
     public init(bootstrapServers: String, properties: KafkaSettings = .init(), logger: Logger) throws(KafkaError) {
@@ -45,18 +50,18 @@ public final class KafkaProducer: @unchecked Sendable {
             logger.log(level: fatal ? .critical : .warning, "producer error", metadata: ["error": "\(error.reason)"])
         }
         client = try RdKafkaClient.make(RD_KAFKA_PRODUCER, settings: settings, callbacks: callbacks)
-        let thread = Thread { [self] in
-            while !self.stopping.withLock({ $0 }) { rd_kafka_poll(self.client.handle, 100) }
-            self.done.signal()
+        let (client, poller) = (client, poller)
+        let thread = Thread {
+            while !poller.stopping.withLock({ $0 }) { rd_kafka_poll(client.handle, 100) }
+            poller.done.signal()
         }
         thread.name = "mapbridge-kafka-producer"
-        self.thread = thread
         thread.start()
     }
 
     deinit {
-        stopping.withLock { $0 = true }
-        if thread != nil { done.wait() }
+        poller.stopping.withLock { $0 = true }
+        poller.done.wait()
     }
 
     /// Queues a message; `completion` runs on the producer's thread with the broker's answer. When

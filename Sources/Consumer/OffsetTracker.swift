@@ -100,6 +100,13 @@ public struct OffsetTracker: Sendable {
         }
     }
 
+    /// Forgets commits that failed, so their offsets are committed again.
+    public mutating func commitFailed(_ offsets: [TopicPartition: Int64]) {
+        for (partition, offset) in offsets where partitions[partition]?.committed == offset {
+            partitions[partition]!.committed = nil
+        }
+    }
+
     /// Stops tracking the partitions and returns, for each, what is committable and not committed yet.
     public mutating func revoke(_ revoked: [TopicPartition]) -> [TopicPartition: Int64] {
         var result: [TopicPartition: Int64] = [:]

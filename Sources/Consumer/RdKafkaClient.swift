@@ -45,7 +45,9 @@ final class RdKafkaClient: @unchecked Sendable {
             let callbacks = Unmanaged<Callbacks>.fromOpaque(opaque).takeUnretainedValue()
             let text = callbacks.settings.scrub(message.map { String(cString: $0) } ?? "")
             let facilityText = facility.map { String(cString: $0) } ?? ""
-            callbacks.logger.log(level: RdKafkaClient.logLevel(syslog: level), "\(text)", metadata: ["kafka.facility": "\(facilityText)", "source": "librdkafka"])
+            callbacks.logger.log(
+                level: RdKafkaClient.logLevel(syslog: level), "\(text)",
+                metadata: ["kafka.facility": "\(facilityText)", "kafka.client": "\(callbacks.settings["client.id"] ?? "rdkafka")", "source": "librdkafka"])
         }
         rd_kafka_conf_set_error_cb(conf) { handle, code, reason, opaque in
             guard let handle, let opaque else { return }

@@ -24,6 +24,8 @@ public final class HAProxyProcess: @unchecked Sendable {
     public let httpPort: Int?
     public let maps: [TestMap]
     public let configPath: String
+    /// Environment given to HAProxy (for `${VAR}` in its configuration).
+    public let environment: [String: String]
     private let lock = NSLock()
     private var process: Process?
     private var logFile: FileHandle?
@@ -44,6 +46,7 @@ public final class HAProxyProcess: @unchecked Sendable {
         self.httpPort = httpPort
         self.maps = maps
         configPath = directory.file("haproxy.cfg")
+        environment = [:]
         for map in maps {
             let contents = map.initialLines.map { $0 + "\n" }.joined()
             try contents.write(toFile: mapPath(map.name), atomically: true, encoding: .utf8)
@@ -80,6 +83,17 @@ public final class HAProxyProcess: @unchecked Sendable {
         try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
+    /// Runs an existing configuration file (such as config/haproxy.cfg) with `environment`, its
+    /// runtime socket at `socketPath`, and map files copied from `mapsFrom` into `mapsDirectory`.
+    public init(configFile: String, socketPath: String, environment: [String: String], directory: TemporaryDirectory, maps: [TestMap] = []) {
+        self.directory = directory
+        self.socketPath = socketPath
+        self.httpPort = nil
+        self.maps = maps
+        self.configPath = configFile
+        self.environment = environment
+    }
+
     public func mapPath(_ name: String) -> String { directory.file("\(name).map") }
 
     public var oracle: RuntimeOracle { RuntimeOracle(socketPath: socketPath) }
@@ -95,6 +109,9 @@ public final class HAProxyProcess: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = ["-db", "-f", configPath]
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         _ = FileManager.default.createFile(atPath: directory.file("haproxy.log"), contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: directory.file("haproxy.log")))
         log.seekToEndOfFile()

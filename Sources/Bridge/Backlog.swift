@@ -1,0 +1,193 @@
+import Consumer
+import DequeModule
+import Foundation
+import Synchronization
+
+/// A rebalance waiting for the pipeline: which partitions go, and the offsets to commit for them.
+final class RevokeRequest: Sendable {
+    let partitions: [TopicPartition]
+    let lost: Bool
+    private let reply = Mutex<[TopicPartition: Int64]?>(nil)
+    private let answered = DispatchSemaphore(value: 0)
+
+    init(partitions: [TopicPartition], lost: Bool) {
+        self.partitions = partitions
+        self.lost = lost
+    }
+
+    func answer(_ offsets: [TopicPartition: Int64]) {
+        reply.withLock { $0 = offsets }
+        answered.signal()
+    }
+
+    /// The pipeline's answer, or nil when it did not come in time.
+    func wait(milliseconds: Int) -> [TopicPartition: Int64]? {
+        guard answered.wait(timeout: .now() + .milliseconds(milliseconds)) == .success else { return nil }
+        return reply.withLock { $0 }
+    }
+}
+
+/// What the pipeline takes from the backlog.
+enum BacklogItem: Sendable {
+    case batch(Batch)
+    case revoke(RevokeRequest)
+    /// Nothing arrived before the caller's idle deadline.
+    case idle
+}
+
+/// Consumed events waiting for the pipeline, bounded in events and bytes. Above the bound the
+/// consumer is paused (its partitions stop fetching, the group membership stays); below half of
+/// it, resumed. A batch closes when it holds `maxEvents` events or when its first event has
+/// waited `maxWait`; a waiting rebalance goes before any batch.
+final class Backlog: Sendable {
+    private struct State {
+        var chunks = Deque<Batch>()
+        var events = 0
+        var bytes = 0
+        var revokes = Deque<RevokeRequest>()
+        var closed = false
+        var failure: (any Error)?
+        var paused = false
+        var peakEvents = 0
+        var peakBytes = 0
+    }
+
+    let maxEvents: Int
+    let maxBytes: Int
+    private let state = Mutex(State())
+    private let wakeUp = WakeUp()
+
+    init(maxEvents: Int, maxBytes: Int) {
+        self.maxEvents = maxEvents
+        self.maxBytes = maxBytes
+    }
+
+    /// Adds a burst; returns true when the consumer should pause (the bound is reached).
+    @discardableResult
+    func push(_ chunk: Batch) -> Bool {
+        guard !chunk.isEmpty else { return false }
+        let pause = state.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            state.chunks.append(chunk)
+            state.events += chunk.events
+            state.bytes += chunk.bytes
+            state.peakEvents = max(state.peakEvents, state.events)
+            state.peakBytes = max(state.peakBytes, state.bytes)
+            if !state.paused && (state.events >= maxEvents || state.bytes >= maxBytes) {
+                state.paused = true
+                return true
+            }
+            return false
+        }
+        wakeUp.signal()
+        return pause
+    }
+
+    /// Queues a rebalance ahead of every batch; false when the backlog is closed.
+    func push(_ request: RevokeRequest) -> Bool {
+        let accepted = state.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            state.revokes.append(request)
+            return true
+        }
+        if accepted { wakeUp.signal() }
+        return accepted
+    }
+
+    /// Drops queued messages of partitions given up (their new owner reads them again).
+    func remove(partitions: Set<TopicPartition>) {
+        state.withLock { state in
+            for index in state.chunks.indices {
+                let before = (state.chunks[index].events, state.chunks[index].bytes)
+                state.chunks[index].remove(partitions: partitions)
+                state.events -= before.0 - state.chunks[index].events
+                state.bytes -= before.1 - state.chunks[index].bytes
+            }
+            state.chunks.removeAll { $0.isEmpty }
+        }
+    }
+
+    /// Stops accepting and hands out nothing more (queued events are dropped: they were not
+    /// committed, so they are consumed again after a restart).
+    func close() {
+        state.withLock { $0.closed = true }
+        wakeUp.signal()
+    }
+
+    /// Stops the pipeline with an error (a fatal consumer error).
+    func fail(_ error: any Error) {
+        state.withLock { state in
+            state.failure = error
+            state.closed = true
+        }
+        wakeUp.signal()
+    }
+
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// True once when the consumer was paused and the backlog has drained below half its bound.
+    func takeResume() -> Bool {
+        state.withLock { state in
+            guard state.paused, state.events < maxEvents / 2, state.bytes < maxBytes / 2 else { return false }
+            state.paused = false
+            return true
+        }
+    }
+
+    var size: (events: Int, bytes: Int, peakEvents: Int, peakBytes: Int) {
+        state.withLock { ($0.events, $0.bytes, $0.peakEvents, $0.peakBytes) }
+    }
+
+    /// The next batch (at most `maxEvents` events, closed as described above) or rebalance; `.idle`
+    /// at `idleDeadline` when nothing is due; nil once closed. Throws the failure given to ``fail(_:)``.
+    func next(maxEvents batchLimit: Int, maxWait: Duration, idleDeadline: ContinuousClock.Instant?) async throws -> BacklogItem? {
+        enum Decision {
+            case item(BacklogItem)
+            case wait(ContinuousClock.Instant?)
+            case closed
+            case failed(any Error)
+        }
+        while true {
+            let now = ContinuousClock.now
+            let decision = state.withLock { state -> Decision in
+                if let failure = state.failure { return .failed(failure) }
+                if state.closed { return .closed }
+                if let revoke = state.revokes.popFirst() { return .item(.revoke(revoke)) }
+                let due = state.chunks.first.map { $0.arrival + maxWait }
+                if let due, state.events >= batchLimit || now >= due {
+                    return .item(.batch(Self.take(&state, limit: batchLimit)))
+                }
+                if let idleDeadline, now >= idleDeadline { return .item(.idle) }
+                switch (due, idleDeadline) {
+                case (let due?, let idle?): return .wait(min(due, idle))
+                case (let due?, nil): return .wait(due)
+                case (nil, let idle): return .wait(idle)
+                }
+            }
+            switch decision {
+            case .item(let item): return item
+            case .closed: return nil
+            case .failed(let error): throw error
+            case .wait(let deadline): await wakeUp.wait(until: deadline)
+            }
+        }
+    }
+
+    private static func take(_ state: inout State, limit batchLimit: Int) -> Batch {
+        var batch = Batch()
+        while var chunk = state.chunks.first, batch.events < batchLimit {
+            state.chunks.removeFirst()
+            if batch.events + chunk.events > batchLimit {
+                // Take the messages that fit (at least one when the batch is still empty).
+                let prefix = chunk.splitPrefix(events: batchLimit - batch.events, atLeastOne: batch.isEmpty)
+                if !prefix.isEmpty { batch.append(prefix) }
+                if !chunk.isEmpty { state.chunks.prepend(chunk) }
+                break
+            }
+            batch.append(chunk)
+        }
+        state.events -= batch.events
+        state.bytes -= batch.bytes
+        return batch
+    }
+}

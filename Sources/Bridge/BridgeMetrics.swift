@@ -1,0 +1,43 @@
+import Consumer
+import CoreMetrics
+import Foundation
+import Synchronization
+
+/// The metrics of SPEC.md, through swift-metrics (exported by the Prometheus endpoint when the
+/// executable bootstraps it; no-ops otherwise).
+final class BridgeMetrics: Sendable {
+    let consumed = Counter(label: "mapbridge_events_consumed_total")
+    let deadLettered = Counter(label: "mapbridge_events_dead_lettered_total")
+    let changesApplied = Counter(label: "mapbridge_changes_applied_total")
+    let entriesWritten = Counter(label: "mapbridge_haproxy_entries_written_total")
+    let commands = Counter(label: "mapbridge_haproxy_commands_total")
+    let refused = Counter(label: "mapbridge_haproxy_refused_total")
+    let reconnects = Counter(label: "mapbridge_haproxy_reconnects_total")
+    let haproxyErrors = Counter(label: "mapbridge_haproxy_errors_total")
+    let resyncs = Counter(label: "mapbridge_haproxy_resyncs_total")
+    let restarts = Counter(label: "mapbridge_haproxy_restarts_total")
+    let commits = Counter(label: "mapbridge_offsets_committed_total")
+    let commitErrors = Counter(label: "mapbridge_offset_commit_errors_total")
+    let coalescingRatio = Gauge(label: "mapbridge_coalescing_ratio")
+    let backlogEvents = Gauge(label: "mapbridge_backlog_events")
+    let backlogBytes = Gauge(label: "mapbridge_backlog_bytes")
+    let inSync = Gauge(label: "mapbridge_haproxy_in_sync")
+    let applyDuration = Timer(label: "mapbridge_apply_duration_seconds", preferredDisplayUnit: .seconds)
+    let eventToApplied = Timer(label: "mapbridge_event_to_applied_seconds", preferredDisplayUnit: .seconds)
+    private let batchesByStrategy = Mutex<[String: Counter]>([:])
+    private let invalidByReason = Mutex<[String: Counter]>([:])
+
+    func batch(strategy: String) {
+        batchesByStrategy.withLock { counters in
+            if counters[strategy] == nil { counters[strategy] = Counter(label: "mapbridge_batches_total", dimensions: [("strategy", strategy)]) }
+            return counters[strategy]!
+        }.increment()
+    }
+
+    func invalid(reason: String) {
+        invalidByReason.withLock { counters in
+            if counters[reason] == nil { counters[reason] = Counter(label: "mapbridge_events_invalid_total", dimensions: [("reason", reason)]) }
+            return counters[reason]!
+        }.increment()
+    }
+}

@@ -1,0 +1,53 @@
+import Consumer
+import Logging
+import Mapper
+import ServiceLifecycle
+
+/// The daemon as a service: build it from a configuration, run it in a `ServiceGroup`. On graceful
+/// shutdown it stops taking batches, finishes (within `shutdown.timeout_ms`) or abandons the batch
+/// in flight, commits what HAProxy acknowledged, and leaves the consumer group.
+public final class BridgeService: Service, Sendable {
+    public let configuration: BridgeConfiguration
+    public let status = BridgeStatus()
+    private let logger: Logger
+
+    public init(configuration: BridgeConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let backlog = Backlog(maxEvents: configuration.backlog.maxEvents, maxBytes: configuration.backlog.maxBytes)
+        let intake = MessageIntake(configuration: configuration, backlog: backlog, logger: logger)
+        let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
+        intake.onPause { [weak consumer] in consumer?.pause() }
+        let applier = MapApplier(
+            maps: configuration.mapDefinitions, initial: configuration.maps.map { _ in nil }, endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
+            options: configuration.applierOptions, logger: logger)
+        let pipeline = Pipeline(
+            configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
+            metrics: BridgeMetrics(), logger: logger)
+        logger.info(
+            "mapbridge starting",
+            metadata: [
+                "haproxy.socket": "\(configuration.haproxy.socket)", "kafka.brokers": "\(configuration.kafka.brokers)", "kafka.group": "\(configuration.kafka.groupID)",
+                "maps": "\(configuration.maps.map(\.name).joined(separator: ","))", "librdkafka": "\(librdkafkaVersion)",
+            ])
+        var failure: (any Error)?
+        do {
+            try await withGracefulShutdownHandler {
+                try await pipeline.run()
+            } onGracefulShutdown: {
+                backlog.close()
+            }
+        } catch {
+            failure = error
+        }
+        intake.onPause(nil)
+        backlog.close()
+        await consumer.close()
+        await applier.disconnect()
+        if let failure { throw failure }
+        logger.info("mapbridge stopped cleanly")
+    }
+}

@@ -1,0 +1,138 @@
+import Consumer
+import Logging
+import Mapper
+
+/// Everything mapbridge is configured with: one YAML file (SPEC.md), with every setting
+/// overridable from the environment. Defaults are documented on each field and in the README.
+public struct BridgeConfiguration: Sendable, Equatable {
+    public struct Kafka: Sendable, Equatable {
+        /// `host:port[,host:port...]`. Default `127.0.0.1:9092`.
+        public var brokers = "127.0.0.1:9092"
+        /// One group per HAProxy instance: each needs every event. Default `mapbridge-<hostname>`.
+        public var groupID: String
+        /// Any librdkafka property (TLS, SASL, timeouts...), passed through; secrets are never logged.
+        public var properties: [String: String] = [:]
+        /// `cooperative-sticky` (default) or `range`/`roundrobin` (eager).
+        public var assignmentStrategy: AssignmentStrategy = .cooperativeSticky
+        /// How long a rebalance may wait for the batch in flight before giving up its partitions
+        /// without committing them. Default 10000.
+        public var revokeTimeoutMilliseconds = 10000
+    }
+
+    public struct HAProxy: Sendable, Equatable {
+        /// `unix:///path` or `tcp://host:port`. Default `unix:///run/haproxy/admin.sock`.
+        public var socket = "unix:///run/haproxy/admin.sock"
+        /// HAProxy's `tune.bufsize`; bounds command and payload sizes. Default 16384.
+        public var bufsize = 16384
+        /// How long HAProxy may stay silent with commands unanswered. Default 15000.
+        public var timeoutMilliseconds = 15000
+        public var connectTimeoutMilliseconds = 5000
+        /// Pipelined single-line commands in flight. Default 128.
+        public var maxInFlight = 128
+        /// `set timeout cli` for the session, in seconds. Default 3600.
+        public var cliTimeoutSeconds = 3600
+        /// How often to ask `show info` whether HAProxy restarted or reloaded. Default 5000.
+        public var checkIntervalMilliseconds = 5000
+        /// Reconnect backoff: first and longest wait (capped exponential, with jitter). Defaults 100 and 5000.
+        public var reconnectInitialMilliseconds = 100
+        public var reconnectMaxMilliseconds = 5000
+    }
+
+    public struct Topic: Sendable, Equatable {
+        public enum Format: String, Sendable, Equatable, CaseIterable { case json, kv }
+        public var name: String
+        public var format: Format
+        /// For `kv` topics: the map every message of the topic changes.
+        public var map: String?
+
+        public init(name: String, format: Format, map: String? = nil) {
+            self.name = name
+            self.format = format
+            self.map = map
+        }
+    }
+
+    public struct Map: Sendable, Equatable {
+        public var name: String
+        /// The map as HAProxy names it (usually its file's path).
+        public var path: String
+        /// HAProxy's match method (`map_<type>`): str (default), beg, sub, dir, dom, end, reg, regm, int, ip.
+        public var match: MatchType = .str
+        /// What HAProxy parses values as (`map_<type>_<value_type>`): str (default), int, ip.
+        public var valueType: ValueType = .str
+
+        public init(name: String, path: String, match: MatchType = .str, valueType: ValueType = .str) {
+            self.name = name
+            self.path = path
+            self.match = match
+            self.valueType = valueType
+        }
+    }
+
+    public struct Batch: Sendable, Equatable {
+        /// A batch closes when it holds this many changes... Default 10000.
+        public var maxEvents = 10000
+        /// ...or this long after its first event arrived. Default 10.
+        public var maxWaitMilliseconds = 10
+    }
+
+    public struct Backlog: Sendable, Equatable {
+        /// Consumed events waiting for HAProxy before partitions are paused. Default 200000.
+        public var maxEvents = 200_000
+        /// The same bound in bytes (keys, values and bookkeeping). Default 67108864 (64 MiB).
+        public var maxBytes = 64 << 20
+    }
+
+    public var kafka: Kafka
+    public var haproxy = HAProxy()
+    public var topics: [Topic] = []
+    public var maps: [Map] = []
+    public var batch = Batch()
+    public var backlog = Backlog()
+    /// How often acknowledged offsets are committed, in milliseconds. Default 1000.
+    public var commitIntervalMilliseconds = 1000
+    /// Where invalid events go (original key, value and headers plus reason headers); none: logged and skipped.
+    public var deadLetterTopic: String?
+    /// How long a graceful shutdown may spend finishing the batch in flight. Default 10000.
+    public var shutdownTimeoutMilliseconds = 10000
+    public var logLevel: Logger.Level = .info
+
+    public init(groupID: String) {
+        kafka = Kafka(groupID: groupID)
+    }
+
+    /// The maps as the HAProxy side knows them, in configuration order.
+    public var mapDefinitions: [MapDefinition] {
+        maps.map { MapDefinition(name: $0.name, path: $0.path, match: $0.match, valueType: $0.valueType) }
+    }
+
+    /// How each topic's messages are decoded.
+    public var topicFormats: [String: EventFormat] {
+        var formats: [String: EventFormat] = [:]
+        for topic in topics {
+            switch topic.format {
+            case .json: formats[topic.name] = .json
+            case .kv: formats[topic.name] = .kv(map: maps.firstIndex { $0.name == topic.map } ?? 0)
+            }
+        }
+        return formats
+    }
+
+    public var entryRules: EntryRules { EntryRules(bufsize: haproxy.bufsize) }
+
+    public var applierOptions: ApplierOptions {
+        var options = ApplierOptions(bufsize: haproxy.bufsize)
+        options.connection.connectTimeout = .milliseconds(Int64(haproxy.connectTimeoutMilliseconds))
+        options.connection.responseTimeout = .milliseconds(Int64(haproxy.timeoutMilliseconds))
+        options.connection.cliTimeoutSeconds = haproxy.cliTimeoutSeconds
+        options.connection.window = haproxy.maxInFlight
+        return options
+    }
+
+    public var consumerConfiguration: KafkaConsumer.Configuration {
+        var configuration = KafkaConsumer.Configuration(bootstrapServers: kafka.brokers, groupID: kafka.groupID, topics: topics.map(\.name))
+        configuration.assignmentStrategy = kafka.assignmentStrategy
+        configuration.properties = KafkaSettings(kafka.properties)
+        return configuration
+    }
+}

@@ -1,0 +1,134 @@
+import Consumer
+import Logging
+import Mapper
+import Synchronization
+
+/// The consumer's delegate: on the polling thread it decodes and validates each message, gathers a
+/// burst into a chunk for the backlog, pauses the consumer when the backlog is full, and answers
+/// rebalances once the pipeline has finished what is in flight for the partitions.
+///
+/// Decoding and validation happen here, on the polling thread, so the pipeline task only
+/// coalesces and applies: the two run on different cores.
+final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
+    private let backlog: Backlog
+    private let decoder: EventDecoder
+    private let formats: [String: EventFormat]
+    private let maps: [MapDefinition]
+    private let rules: EntryRules
+    private let revokeTimeoutMilliseconds: Int
+    private let logger: Logger
+    private let pauseConsumer = Mutex<(@Sendable () -> Void)?>(nil)
+    let commits = CommitLedger()
+    // Owned by the polling thread.
+    private var chunk = Batch()
+    private var scratch: [DecodedChange] = []
+    private var lastTopic: (name: String, format: EventFormat?)?
+
+    init(configuration: BridgeConfiguration, backlog: Backlog, logger: Logger) {
+        self.backlog = backlog
+        decoder = EventDecoder(mapNames: configuration.maps.map(\.name))
+        formats = configuration.topicFormats
+        maps = configuration.mapDefinitions
+        rules = configuration.entryRules
+        revokeTimeoutMilliseconds = configuration.kafka.revokeTimeoutMilliseconds
+        self.logger = logger
+    }
+
+    /// What to call to pause the consumer when the backlog is full.
+    func onPause(_ pause: (@Sendable () -> Void)?) {
+        pauseConsumer.withLock { $0 = pause }
+    }
+
+    func consume(_ message: ConsumedMessage) {
+        let format: EventFormat?
+        if let lastTopic, lastTopic.name == message.topic {
+            format = lastTopic.format
+        } else {
+            format = formats[message.topic]
+            lastTopic = (message.topic, format)
+        }
+        if chunk.messages.isEmpty { chunk.arrival = .now }
+        let messageIndex = chunk.messages.count
+        var record = MessageRecord(partition: message.topicPartition, offset: message.offset, timestamp: message.timestamp, invalid: nil)
+        scratch.removeAll(keepingCapacity: true)
+        var failure: (label: String, reason: String)?
+        if let format {
+            if let decodeFailure = decoder.decode(key: message.key, value: message.value, format: format, into: &scratch) {
+                failure = (decodeFailure.label, decodeFailure.reason)
+            } else {
+                for (position, change) in scratch.enumerated() {
+                    if let defect = rules.check(key: change.key, value: change.value, for: maps[change.map]) {
+                        let prefix = scratch.count > 1 ? "change \(position): " : ""
+                        failure = (defect.label, "\(prefix)\(defect) (map \(maps[change.map].name))")
+                        break
+                    }
+                }
+            }
+        } else {
+            failure = ("unknown_topic", "topic \(message.topic) is not configured")
+        }
+        if let failure {
+            record.invalid = InvalidEvent(label: failure.label, reason: failure.reason, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
+            chunk.invalidCount += 1
+            chunk.bytes += 128 + (message.key?.count ?? 0) + (message.value?.count ?? 0)
+        } else {
+            for change in scratch {
+                chunk.changes.append(PendingChange(map: change.map, key: MapKey(change.key), value: change.value, message: messageIndex))
+                chunk.bytes += 96 + change.key.utf8.count + (change.value?.utf8.count ?? 0)
+            }
+        }
+        chunk.messages.append(record)
+        chunk.bytes += 64
+    }
+
+    func endOfBurst() {
+        guard !chunk.isEmpty else { return }
+        let full = backlog.push(chunk)
+        chunk = Batch()
+        if full {
+            let size = backlog.size
+            logger.notice("backlog full: pausing consumption until HAProxy catches up", metadata: ["backlog.events": "\(size.events)", "backlog.bytes": "\(size.bytes)"])
+            pauseConsumer.withLock { $0 }?()
+        }
+    }
+
+    func assigned(_ partitions: [TopicPartition]) {}
+
+    func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] {
+        endOfBurst()
+        backlog.remove(partitions: Set(partitions))
+        let request = RevokeRequest(partitions: partitions, lost: lost)
+        guard backlog.push(request) else { return [:] }
+        guard let offsets = request.wait(milliseconds: revokeTimeoutMilliseconds) else {
+            logger.warning(
+                "the batch in flight did not finish in time: giving up partitions without committing them (their new owner replays from the last commit)",
+                metadata: ["kafka.partitions": "\(partitions.sorted())", "kafka.revoke_timeout_ms": "\(revokeTimeoutMilliseconds)"])
+            return [:]
+        }
+        return lost ? [:] : offsets
+    }
+
+    func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {
+        commits.record(offsets, error: error)
+    }
+
+    func failed(_ error: KafkaError) {
+        backlog.fail(error)
+    }
+}
+
+/// Outcomes of asynchronous commits, recorded on the polling thread and read by the pipeline.
+final class CommitLedger: Sendable {
+    private let outcomes = Mutex<[(offsets: [TopicPartition: Int64], error: KafkaError?)]>([])
+
+    func record(_ offsets: [TopicPartition: Int64], error: KafkaError?) {
+        outcomes.withLock { $0.append((offsets, error)) }
+    }
+
+    func drain() -> [(offsets: [TopicPartition: Int64], error: KafkaError?)] {
+        outcomes.withLock { outcomes in
+            defer { outcomes.removeAll() }
+            return outcomes
+        }
+    }
+}

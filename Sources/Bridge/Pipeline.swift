@@ -1,0 +1,338 @@
+import Consumer
+import Foundation
+import Logging
+import Mapper
+
+/// Joins the consumer and HAProxy: takes batches from the backlog, coalesces them, has the applier
+/// apply them until HAProxy acknowledges every command, and only then counts their offsets as done;
+/// commits what is done on an interval; answers rebalances; checks HAProxy for restarts.
+///
+/// One task owns a pipeline (it is not thread-safe); the consumer thread talks to it through the
+/// backlog only.
+final class Pipeline {
+    let configuration: BridgeConfiguration
+    let applier: MapApplier
+    let backlog: Backlog
+    let intake: MessageIntake
+    let consumer: KafkaConsumer
+    let status: BridgeStatus
+    let metrics: BridgeMetrics
+    var logger: Logger
+    private var tracker = OffsetTracker()
+    private var lastCommit = ContinuousClock.now
+    private var lastCheck = ContinuousClock.now
+    private var shutdownDeadline: ContinuousClock.Instant?
+    private let clock = ContinuousClock()
+
+    init(
+        configuration: BridgeConfiguration, applier: MapApplier, backlog: Backlog, intake: MessageIntake, consumer: KafkaConsumer,
+        status: BridgeStatus, metrics: BridgeMetrics, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.applier = applier
+        self.backlog = backlog
+        self.intake = intake
+        self.consumer = consumer
+        self.status = status
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    private var commitInterval: Duration { .milliseconds(configuration.commitIntervalMilliseconds) }
+    private var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
+
+    /// Synchronises with HAProxy, starts consuming, and runs until the backlog is closed (graceful
+    /// shutdown) or fails (a fatal consumer error, thrown).
+    func run() async throws {
+        guard try await synchronizeUntilDone(reason: "start-up") != nil else { return }
+        status.update { $0.firstSyncDone = true }
+        try consumer.start()
+        status.update { $0.consumerStarted = true }
+        while true {
+            let idleDeadline = min(lastCommit + commitInterval, lastCheck + checkInterval)
+            guard let item = try await backlog.next(
+                maxEvents: configuration.batch.maxEvents, maxWait: .milliseconds(configuration.batch.maxWaitMilliseconds), idleDeadline: idleDeadline)
+            else { break }
+            switch item {
+            case .batch(let batch):
+                guard try await process(batch) else { break }
+            case .revoke(let request):
+                revoke(request)
+            case .idle:
+                break
+            }
+            if backlog.takeResume() {
+                logger.notice("backlog drained: resuming consumption")
+                consumer.resume()
+            }
+            let now = ContinuousClock.now
+            if now >= lastCommit + commitInterval { commit() }
+            if now >= lastCheck + checkInterval {
+                lastCheck = now
+                guard try await checkHAProxy() else { break }
+            }
+            let size = backlog.size
+            metrics.backlogEvents.record(size.events)
+            metrics.backlogBytes.record(size.bytes)
+        }
+        await finalCommit()
+    }
+
+    // MARK: - Batches
+
+    /// Applies one batch; false when it was abandoned at shutdown (its offsets are not committed).
+    private func process(_ batch: Batch) async throws -> Bool {
+        let started = clock.now
+        let tickets = batch.lastOffsets.map { tracker.register($0.key, through: $0.value) }
+        metrics.consumed.increment(by: batch.messages.count)
+        for message in batch.messages {
+            if let invalid = message.invalid { reportInvalid(message, invalid) }
+        }
+        let coalesced = Coalescer.coalesce(batch.changes, mapCount: configuration.maps.count)
+        let distinct = coalesced.reduce(0) { $0 + $1.count }
+        if distinct > 0 {
+            metrics.coalescingRatio.record(Double(batch.changes.count) / Double(distinct))
+            guard let report = try await applyUntilAcknowledged(coalesced) else {
+                logger.warning("shutting down: abandoning the batch in flight; it is consumed again after restart", metadata: ["batch.events": "\(batch.events)"])
+                return false
+            }
+            for rejection in report.rejections { reportRefused(rejection, batch) }
+            metrics.commands.increment(by: report.commands)
+            metrics.entriesWritten.increment(by: report.entriesWritten)
+            for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
+        }
+        for ticket in tickets { tracker.finish(ticket) }
+        let elapsed = clock.now - started
+        metrics.applyDuration.recordNanoseconds(elapsed.nanoseconds)
+        metrics.changesApplied.increment(by: batch.changes.count)
+        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
+        if let oldest = batch.messages.compactMap(\.timestamp).min(), nowMillis >= oldest {
+            metrics.eventToApplied.recordMilliseconds(nowMillis - oldest)
+        }
+        status.update {
+            $0.batches += 1
+            $0.eventsConsumed += batch.messages.count
+            $0.changesApplied += batch.changes.count
+            $0.inSync = true
+            $0.haproxyConnected = true
+        }
+        logger.debug(
+            "batch applied",
+            metadata: [
+                "batch.messages": "\(batch.messages.count)", "batch.changes": "\(batch.changes.count)", "batch.distinct": "\(distinct)",
+                "batch.ms": "\(elapsed.nanoseconds / 1_000_000)",
+            ])
+        return true
+    }
+
+    /// Result of applying a batch once HAProxy has acknowledged it, or nil when abandoned at shutdown.
+    private struct Outcome {
+        var rejections: [Rejection] = []
+        var commands = 0
+        var entriesWritten = 0
+        var strategies: [ApplyStrategy] = []
+    }
+
+    private func applyUntilAcknowledged(_ coalesced: [[KeyChange]]) async throws -> Outcome? {
+        do {
+            let report = try await applier.apply(coalesced)
+            if report.resyncs > 0 { metrics.resyncs.increment(by: report.resyncs) }
+            return Outcome(rejections: report.rejections, commands: report.commands, entriesWritten: report.entriesWritten, strategies: report.strategies)
+        } catch {
+            metrics.haproxyErrors.increment()
+            logger.warning("HAProxy did not acknowledge the batch; retrying until it does (nothing is committed meanwhile)", metadata: ["error": "\(error)"])
+            status.update {
+                $0.haproxyConnected = self.applier.isConnected
+                $0.inSync = false
+                $0.lastError = "\(error)"
+            }
+        }
+        guard let rejections = try await synchronizeUntilDone(reason: "retry") else { return nil }
+        return Outcome(rejections: rejections)
+    }
+
+    /// Brings HAProxy in line with the desired state, retrying with backoff; the refused changes
+    /// found on the way, or nil when shutdown came first.
+    @discardableResult
+    private func synchronizeUntilDone(reason: String) async throws -> [Rejection]? {
+        var backoff = Backoff(initialMilliseconds: configuration.haproxy.reconnectInitialMilliseconds, maxMilliseconds: configuration.haproxy.reconnectMaxMilliseconds)
+        var failures = 0
+        while true {
+            do {
+                let report = try await applier.synchronize()
+                noteSync(report, reason: reason)
+                if failures > 0 { logger.notice("HAProxy is back: synchronised", metadata: ["attempts": "\(failures + 1)"]) }
+                status.update {
+                    $0.haproxyConnected = true
+                    $0.inSync = true
+                    $0.lastError = nil
+                }
+                metrics.inSync.record(1)
+                return report.rejections
+            } catch {
+                failures += 1
+                metrics.haproxyErrors.increment()
+                metrics.inSync.record(0)
+                status.update {
+                    $0.haproxyConnected = false
+                    $0.inSync = false
+                    $0.syncFailures += 1
+                    $0.lastError = "\(error)"
+                }
+                // Log the first failures, then one in ten, so an outage does not flood the logs.
+                if failures <= 3 || failures % 10 == 0 {
+                    logger.warning("cannot synchronise with HAProxy; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "during": "\(reason)"])
+                }
+            }
+            if backlog.isClosed {
+                let deadline = shutdownDeadline ?? (ContinuousClock.now + .milliseconds(configuration.shutdownTimeoutMilliseconds))
+                shutdownDeadline = deadline
+                if ContinuousClock.now >= deadline { return nil }
+                try await Task.sleep(for: min(backoff.next(), deadline - ContinuousClock.now))
+            } else {
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    }
+
+    private func noteSync(_ report: SyncReport, reason: String) {
+        if report.connected { metrics.reconnects.increment() }
+        if report.processChanged {
+            metrics.restarts.increment()
+            status.update { $0.haproxyRestarts += 1 }
+        }
+        for resync in report.resynced where resync.strategy != .none {
+            metrics.resyncs.increment()
+            status.update { $0.resyncs += 1 }
+            logger.notice(
+                "resynchronised a map with HAProxy",
+                metadata: [
+                    "map": "\(configuration.maps[resync.map].name)", "strategy": "\(resync.strategy.rawValue)", "map.missing": "\(resync.comparison.missing.count)",
+                    "map.extra": "\(resync.comparison.extra.count)", "map.different": "\(resync.comparison.different.count)", "during": "\(reason)",
+                ])
+        }
+    }
+
+    /// Asks HAProxy whether it restarted or reloaded, and resynchronises when it did.
+    private func checkHAProxy() async throws -> Bool {
+        if applier.isInSync {
+            do {
+                try await applier.checkProcess()
+            } catch {
+                logger.warning("HAProxy check failed", metadata: ["error": "\(error)"])
+            }
+        }
+        if !applier.isInSync {
+            return try await synchronizeUntilDone(reason: "check") != nil
+        }
+        return true
+    }
+
+    // MARK: - Invalid events
+
+    private func reportInvalid(_ message: MessageRecord, _ invalid: InvalidEvent) {
+        metrics.invalid(reason: invalid.label)
+        status.update { $0.invalidEvents += 1 }
+        logger.warning(
+            "invalid event skipped",
+            metadata: [
+                "kafka.topic": "\(message.partition.topic)", "kafka.partition": "\(message.partition.partition)", "kafka.offset": "\(message.offset)",
+                "reason": "\(invalid.label)", "detail": "\(invalid.reason)",
+            ])
+    }
+
+    private func reportRefused(_ rejection: Rejection, _ batch: Batch) {
+        metrics.refused.increment()
+        status.update { $0.refusedChanges += 1 }
+        let message = rejection.tag.flatMap { $0 < batch.changes.count ? batch.messages[batch.changes[$0].message] : nil }
+        logger.warning(
+            "HAProxy refused a change; skipped",
+            metadata: [
+                "map": "\(configuration.maps[rejection.map].name)", "key": "\(rejection.key)", "reason": "\(rejection.reason)",
+                "kafka.topic": "\(message?.partition.topic ?? "?")", "kafka.partition": "\(message.map { String($0.partition.partition) } ?? "?")",
+                "kafka.offset": "\(message.map { String($0.offset) } ?? "?")",
+            ])
+    }
+
+    // MARK: - Offsets
+
+    private func collectCommitOutcomes() {
+        for outcome in intake.commits.drain() {
+            if let error = outcome.error {
+                tracker.commitFailed(outcome.offsets)
+                metrics.commitErrors.increment()
+                logger.warning("offset commit failed; retrying at the next interval", metadata: ["error": "\(error.reason)"])
+            } else {
+                metrics.commits.increment(by: outcome.offsets.count)
+                status.update { status in
+                    status.commits += 1
+                    for (partition, offset) in outcome.offsets where offset > status.committed[partition] ?? -1 { status.committed[partition] = offset }
+                }
+            }
+        }
+    }
+
+    /// Commits every offset whose messages HAProxy has acknowledged (and only those).
+    private func commit() {
+        lastCommit = .now
+        collectCommitOutcomes()
+        let offsets = tracker.uncommitted
+        guard !offsets.isEmpty else { return }
+        consumer.commit(offsets)
+        tracker.committed(offsets)
+    }
+
+    private func revoke(_ request: RevokeRequest) {
+        collectCommitOutcomes()
+        let offsets = tracker.revoke(request.partitions)
+        request.answer(offsets)
+        if !offsets.isEmpty && !request.lost {
+            status.update { status in
+                for (partition, offset) in offsets where offset > status.committed[partition] ?? -1 { status.committed[partition] = offset }
+            }
+        }
+        logger.info("gave up partitions after finishing their work in flight", metadata: ["kafka.partitions": "\(request.partitions.sorted())", "kafka.lost": "\(request.lost)"])
+    }
+
+    /// At shutdown: commit what HAProxy acknowledged, waiting a bounded time for the coordinator.
+    private func finalCommit() async {
+        collectCommitOutcomes()
+        let offsets = tracker.uncommitted
+        guard !offsets.isEmpty else { return }
+        let consumer = self.consumer
+        let committed = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    try await consumer.commitNow(offsets)
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(5))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if committed {
+            tracker.committed(offsets)
+            status.update { status in
+                status.commits += 1
+                for (partition, offset) in offsets { status.committed[partition] = offset }
+            }
+            logger.info("committed acknowledged offsets at shutdown", metadata: ["kafka.offsets": "\(offsets.sorted { $0.key < $1.key })"])
+        } else {
+            logger.warning("could not commit at shutdown; the last changes are consumed again after restart (idempotent)")
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,60 @@
+import ArgumentParser
+import Bridge
+import Consumer
+import Foundation
+import Logging
+import ServiceLifecycle
+
+@main
+struct MapBridgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mapbridge",
+        abstract: "Apply map-change events from Kafka to HAProxy maps over the runtime API.",
+        version: "mapbridge \(MapBridgeVersion.current) (librdkafka \(librdkafkaVersion))",
+        subcommands: [Run.self],
+        defaultSubcommand: nil)
+}
+
+/// Loads and validates a configuration file, printing every problem and exiting 2 when it is invalid.
+func loadConfiguration(_ path: String) throws -> BridgeConfiguration {
+    do {
+        return try BridgeConfiguration.load(path: path)
+    } catch let error as ConfigurationError {
+        FileHandle.standardError.write(Data("mapbridge: \(error)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+/// Sends every log line to standard error at the configured level, with its metadata.
+func bootstrapLogging(level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the daemon.")
+
+    @Option(name: .long, help: "The YAML configuration file.")
+    var config: String
+
+    func run() async throws {
+        let configuration = try loadConfiguration(config)
+        bootstrapLogging(level: configuration.logLevel)
+        let logger = Logger(label: "mapbridge")
+        let service = BridgeService(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("mapbridge stopped on an error", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
+}
