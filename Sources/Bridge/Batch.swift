@@ -48,7 +48,10 @@ struct Batch: Sendable {
         if messages.isEmpty { arrival = other.arrival }
         let base = messages.count
         messages.append(contentsOf: other.messages)
-        changes.append(contentsOf: other.changes.lazy.map { var change = $0; change.message += base; return change })
+        changes.append(
+            contentsOf: other.changes.lazy.map {
+                var change = $0; change.message += base; return change
+            })
         bytes += other.bytes
         invalidCount += other.invalidCount
     }

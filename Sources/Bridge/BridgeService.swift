@@ -2,6 +2,7 @@ import Consumer
 import Logging
 import Mapper
 import ServiceLifecycle
+import Synchronization
 
 /// The daemon as a service: build it from a configuration, run it in a `ServiceGroup`. On graceful
 /// shutdown it stops taking batches, finishes (within `shutdown.timeout_ms`) or abandons the batch
@@ -10,6 +11,16 @@ public final class BridgeService: Service, Sendable {
     public let configuration: BridgeConfiguration
     public let status = BridgeStatus()
     private let logger: Logger
+    private let consumer = Mutex<WeakConsumer>(WeakConsumer())
+
+    private struct WeakConsumer {
+        weak var value: KafkaConsumer?
+    }
+
+    /// Raises a fatal librdkafka error in the running consumer (fault injection for tests).
+    public func injectFatalKafkaError(code: Int32, reason: String) {
+        consumer.withLock { $0.value }?.injectFatalError(code: code, reason: reason)
+    }
 
     public init(configuration: BridgeConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -21,8 +32,10 @@ public final class BridgeService: Service, Sendable {
         let intake = MessageIntake(configuration: configuration, backlog: backlog, logger: logger)
         let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
         intake.onPause { [weak consumer] in consumer?.pause() }
+        self.consumer.withLock { $0.value = consumer }
         let applier = MapApplier(
-            maps: configuration.mapDefinitions, initial: configuration.maps.map { _ in nil }, endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
+            maps: configuration.mapDefinitions, initial: configuration.maps.map { _ in nil },
+            endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
             options: configuration.applierOptions, logger: logger)
         let pipeline = Pipeline(
             configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
@@ -30,7 +43,8 @@ public final class BridgeService: Service, Sendable {
         logger.info(
             "mapbridge starting",
             metadata: [
-                "haproxy.socket": "\(configuration.haproxy.socket)", "kafka.brokers": "\(configuration.kafka.brokers)", "kafka.group": "\(configuration.kafka.groupID)",
+                "haproxy.socket": "\(configuration.haproxy.socket)", "kafka.brokers": "\(configuration.kafka.brokers)",
+                "kafka.group": "\(configuration.kafka.groupID)",
                 "maps": "\(configuration.maps.map(\.name).joined(separator: ","))", "librdkafka": "\(librdkafkaVersion)",
             ])
         var failure: (any Error)?
@@ -43,6 +57,7 @@ public final class BridgeService: Service, Sendable {
         } catch {
             failure = error
         }
+        logger.debug("pipeline ended", metadata: ["error": "\(failure.map { "\($0)" } ?? "none")"])
         intake.onPause(nil)
         backlog.close()
         await consumer.close()

@@ -185,7 +185,8 @@ struct ConfigDecoder {
             for (key, value) in entries {
                 let childPath = path.isEmpty ? key : "\(path).\(key)"
                 if !allowed.contains(key) {
-                    let suggestion = allowed.min { distance($0, key) < distance($1, key) }.flatMap { distance($0, key) <= 3 ? " (did you mean '\($0)'?)" : nil } ?? ""
+                    let suggestion =
+                        allowed.min { distance($0, key) < distance($1, key) }.flatMap { distance($0, key) <= 3 ? " (did you mean '\($0)'?)" : nil } ?? ""
                     problem(childPath, value, "unknown setting\(suggestion)")
                 } else if result[key] != nil {
                     problem(childPath, value, "set twice")
@@ -251,14 +252,18 @@ struct ConfigDecoder {
         let kafka = section(top["kafka"], "kafka", allowed: ["brokers", "group_id", "properties", "assignment_strategy", "revoke_timeout_ms"])
         configuration.kafka.brokers = string(kafka["brokers"], "kafka.brokers", nonEmpty: true, default: configuration.kafka.brokers)
         configuration.kafka.groupID = string(kafka["group_id"], "kafka.group_id", nonEmpty: true, default: configuration.kafka.groupID)
-        configuration.kafka.assignmentStrategy = choice(kafka["assignment_strategy"], "kafka.assignment_strategy", default: configuration.kafka.assignmentStrategy)
+        configuration.kafka.assignmentStrategy = choice(
+            kafka["assignment_strategy"], "kafka.assignment_strategy", default: configuration.kafka.assignmentStrategy)
         configuration.kafka.revokeTimeoutMilliseconds = int(kafka["revoke_timeout_ms"], "kafka.revoke_timeout_ms", default: 10000, range: 100...600_000)
         if let properties = kafka["properties"] {
             if case .mapping(let entries, _) = properties {
                 for (name, value) in entries {
                     let path = "kafka.properties.\(name)"
                     guard let text = string(value, path) else { continue }
-                    let reserved = ["enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers", "enable.partition.eof", "partition.assignment.strategy"]
+                    let reserved = [
+                        "enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers", "enable.partition.eof",
+                        "partition.assignment.strategy",
+                    ]
                     if reserved.contains(name) {
                         problem(path, value, "managed by mapbridge (use the kafka settings, or it is fixed for at-least-once delivery)")
                     } else {

@@ -68,7 +68,8 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
             failure = ("unknown_topic", "topic \(message.topic) is not configured")
         }
         if let failure {
-            record.invalid = InvalidEvent(label: failure.label, reason: failure.reason, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
+            record.invalid = InvalidEvent(
+                label: failure.label, reason: failure.reason, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
             chunk.invalidCount += 1
             chunk.bytes += 128 + (message.key?.count ?? 0) + (message.value?.count ?? 0)
         } else {
@@ -87,7 +88,8 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         chunk = Batch()
         if full {
             let size = backlog.size
-            logger.notice("backlog full: pausing consumption until HAProxy catches up", metadata: ["backlog.events": "\(size.events)", "backlog.bytes": "\(size.bytes)"])
+            logger.notice(
+                "backlog full: pausing consumption until HAProxy catches up", metadata: ["backlog.events": "\(size.events)", "backlog.bytes": "\(size.bytes)"])
             pauseConsumer.withLock { $0 }?()
         }
     }

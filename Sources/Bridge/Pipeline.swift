@@ -50,8 +50,9 @@ final class Pipeline {
         status.update { $0.consumerStarted = true }
         while true {
             let idleDeadline = min(lastCommit + commitInterval, lastCheck + checkInterval)
-            guard let item = try await backlog.next(
-                maxEvents: configuration.batch.maxEvents, maxWait: .milliseconds(configuration.batch.maxWaitMilliseconds), idleDeadline: idleDeadline)
+            guard
+                let item = try await backlog.next(
+                    maxEvents: configuration.batch.maxEvents, maxWait: .milliseconds(configuration.batch.maxWaitMilliseconds), idleDeadline: idleDeadline)
             else { break }
             switch item {
             case .batch(let batch):
@@ -93,7 +94,8 @@ final class Pipeline {
         if distinct > 0 {
             metrics.coalescingRatio.record(Double(batch.changes.count) / Double(distinct))
             guard let report = try await applyUntilAcknowledged(coalesced) else {
-                logger.warning("shutting down: abandoning the batch in flight; it is consumed again after restart", metadata: ["batch.events": "\(batch.events)"])
+                logger.warning(
+                    "shutting down: abandoning the batch in flight; it is consumed again after restart", metadata: ["batch.events": "\(batch.events)"])
                 return false
             }
             for rejection in report.rejections { reportRefused(rejection, batch) }
@@ -155,7 +157,8 @@ final class Pipeline {
     /// found on the way, or nil when shutdown came first.
     @discardableResult
     private func synchronizeUntilDone(reason: String) async throws -> [Rejection]? {
-        var backoff = Backoff(initialMilliseconds: configuration.haproxy.reconnectInitialMilliseconds, maxMilliseconds: configuration.haproxy.reconnectMaxMilliseconds)
+        var backoff = Backoff(
+            initialMilliseconds: configuration.haproxy.reconnectInitialMilliseconds, maxMilliseconds: configuration.haproxy.reconnectMaxMilliseconds)
         var failures = 0
         while true {
             do {
@@ -181,7 +184,8 @@ final class Pipeline {
                 }
                 // Log the first failures, then one in ten, so an outage does not flood the logs.
                 if failures <= 3 || failures % 10 == 0 {
-                    logger.warning("cannot synchronise with HAProxy; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "during": "\(reason)"])
+                    logger.warning(
+                        "cannot synchronise with HAProxy; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "during": "\(reason)"])
                 }
             }
             if backlog.isClosed {
@@ -207,7 +211,8 @@ final class Pipeline {
             logger.notice(
                 "resynchronised a map with HAProxy",
                 metadata: [
-                    "map": "\(configuration.maps[resync.map].name)", "strategy": "\(resync.strategy.rawValue)", "map.missing": "\(resync.comparison.missing.count)",
+                    "map": "\(configuration.maps[resync.map].name)", "strategy": "\(resync.strategy.rawValue)",
+                    "map.missing": "\(resync.comparison.missing.count)",
                     "map.extra": "\(resync.comparison.extra.count)", "map.different": "\(resync.comparison.different.count)", "during": "\(reason)",
                 ])
         }
@@ -291,7 +296,9 @@ final class Pipeline {
                 for (partition, offset) in offsets where offset > status.committed[partition] ?? -1 { status.committed[partition] = offset }
             }
         }
-        logger.info("gave up partitions after finishing their work in flight", metadata: ["kafka.partitions": "\(request.partitions.sorted())", "kafka.lost": "\(request.lost)"])
+        logger.info(
+            "gave up partitions after finishing their work in flight",
+            metadata: ["kafka.partitions": "\(request.partitions.sorted())", "kafka.lost": "\(request.lost)"])
     }
 
     /// At shutdown: commit what HAProxy acknowledged, waiting a bounded time for the coordinator.

@@ -49,7 +49,8 @@ public struct EventDecoder: Sendable {
     }
 
     /// Appends the message's changes to `changes`, or returns why it is invalid (appending nothing).
-    public func decode(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, format: EventFormat, into changes: inout [DecodedChange]) -> DecodeFailure? {
+    public func decode(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?, format: EventFormat, into changes: inout [DecodedChange]) -> DecodeFailure?
+    {
         switch format {
         case .kv(let map):
             guard let key else { return DecodeFailure("missing_key", "a kv message needs a key (the map key)") }

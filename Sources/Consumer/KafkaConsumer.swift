@@ -115,13 +115,16 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         callbacks.commit = { [unowned self] error, offsets in
             let done = Dictionary(offsets.map { ($0.0, $0.1) }, uniquingKeysWith: { $1 })
-            let failure = error == RD_KAFKA_RESP_ERR_NO_ERROR ? offsets.first { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }.map { KafkaError(.operation, "commit of \($0.0)", $0.2) } : KafkaError(.operation, "commit", error)
+            let failure =
+                error == RD_KAFKA_RESP_ERR_NO_ERROR
+                ? offsets.first { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }.map { KafkaError(.operation, "commit of \($0.0)", $0.2) }
+                : KafkaError(.operation, "commit", error)
             self.delegate.committed(done, error: failure)
         }
         callbacks.error = { [unowned self] error, fatal in
             if fatal {
                 self.logger.critical("librdkafka fatal error; the consumer stops", metadata: ["error": "\(error.reason)"])
-                self.shared.withLock { $0.fatal = error }
+                self.shared.withLock { $0.fatal = $0.fatal ?? error }
             } else {
                 self.logger.warning("librdkafka reported an error (it retries by itself)", metadata: ["error": "\(error.reason)"])
             }
@@ -173,6 +176,15 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     public func resume() { enqueue(.resume) }
 
+    /// Raises a fatal error inside librdkafka (`rd_kafka_test_fatal_error`), exactly as a real one
+    /// would arrive: for fault-injection tests of what happens next.
+    public func injectFatalError(code: Int32, reason: String) {
+        enqueue(
+            .query({ handle in
+                _ = rd_kafka_test_fatal_error(handle, rd_kafka_resp_err_t(rawValue: code), reason)
+            }))
+    }
+
     /// The partitions currently assigned to this member.
     public var currentAssignment: Set<TopicPartition> { shared.withLock { $0.assignment } }
 
@@ -182,16 +194,17 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// The group's committed offsets for these partitions (asks the coordinator).
     public func committedOffsets(_ partitions: [TopicPartition], timeoutMilliseconds: Int32 = 10000) async throws -> [TopicPartition: Int64] {
         try await withCheckedThrowingContinuation { continuation in
-            let accepted = enqueue(.query({ handle in
-                PartitionList.with(partitions.map { ($0, nil) }) { list in
-                    let error = rd_kafka_committed(handle, list, timeoutMilliseconds)
-                    if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                        continuation.resume(throwing: KafkaError(.operation, "committed offsets", error))
-                    } else {
-                        continuation.resume(returning: Dictionary(PartitionList.read(list).map { ($0.0, $0.1) }, uniquingKeysWith: { $1 }))
+            let accepted = enqueue(
+                .query({ handle in
+                    PartitionList.with(partitions.map { ($0, nil) }) { list in
+                        let error = rd_kafka_committed(handle, list, timeoutMilliseconds)
+                        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+                            continuation.resume(throwing: KafkaError(.operation, "committed offsets", error))
+                        } else {
+                            continuation.resume(returning: Dictionary(PartitionList.read(list).map { ($0.0, $0.1) }, uniquingKeysWith: { $1 }))
+                        }
                     }
-                }
-            }))
+                }))
             if !accepted { continuation.resume(throwing: KafkaError(.operation, "the consumer is closed")) }
         }
     }
@@ -247,7 +260,14 @@ public final class KafkaConsumer: @unchecked Sendable {
                 }
                 continue
             }
-            if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if message.pointee.err == RD_KAFKA_RESP_ERR__FATAL {
+                // A fatal error reaches a consumer through its queue as well as through error_cb.
+                var text = [CChar](repeating: 0, count: 512)
+                let underlying = rd_kafka_fatal_error(client.handle, &text, text.count)
+                let error = KafkaError(.fatal, "\(String(cString: rd_kafka_err2name(underlying))): \(configuration.settings.scrub(string(fromBuffer: text)))")
+                logger.critical("librdkafka fatal error; the consumer stops", metadata: ["error": "\(error.reason)"])
+                shared.withLock { $0.fatal = $0.fatal ?? error }
+            } else if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 let error = KafkaError(.operation, "consume", message.pointee.err)
                 logger.warning("consumer error (librdkafka retries by itself)", metadata: ["error": "\(error.reason)"])
             } else {
@@ -274,6 +294,8 @@ public final class KafkaConsumer: @unchecked Sendable {
             continuation.resume(throwing: KafkaError(.operation, "the consumer closed before committing"))
         }
         logger.info("consumer closed; left the group", metadata: ["kafka.group": "\(configuration.groupID)"])
+        // Destroyed here, on this thread: destroying blocks, and must not run on the Swift pool.
+        client.destroy(flags: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
         finished.signal()
     }
 
@@ -323,14 +345,18 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Commits and waits, serving the result on a temporary queue (not the consumer's).
     private func commitSynchronously(_ offsets: [TopicPartition: Int64]) -> KafkaError? {
-        final class Outcome: @unchecked Sendable { var error: rd_kafka_resp_err_t = RD_KAFKA_RESP_ERR_NO_ERROR; var partitions: [(TopicPartition, Int64, rd_kafka_resp_err_t)] = [] }
+        final class Outcome: @unchecked Sendable {
+            var error: rd_kafka_resp_err_t = RD_KAFKA_RESP_ERR_NO_ERROR; var partitions: [(TopicPartition, Int64, rd_kafka_resp_err_t)] = []
+        }
         let outcome = Outcome()
         let error = PartitionList.with(offsets.map { ($0.key, $0.value) }) { list in
-            rd_kafka_commit_queue(client.handle, list, nil, { _, error, offsets, opaque in
-                let outcome = Unmanaged<Outcome>.fromOpaque(opaque!).takeUnretainedValue()
-                outcome.error = error
-                outcome.partitions = PartitionList.read(offsets)
-            }, Unmanaged.passUnretained(outcome).toOpaque())
+            rd_kafka_commit_queue(
+                client.handle, list, nil,
+                { _, error, offsets, opaque in
+                    let outcome = Unmanaged<Outcome>.fromOpaque(opaque!).takeUnretainedValue()
+                    outcome.error = error
+                    outcome.partitions = PartitionList.read(offsets)
+                }, Unmanaged.passUnretained(outcome).toOpaque())
         }
         withExtendedLifetime(outcome) {}
         if error != RD_KAFKA_RESP_ERR_NO_ERROR { return KafkaError(.operation, "commit", error) }
@@ -372,7 +398,8 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             assignment.formUnion(list)
             shared.withLock { $0.assignment = assignment }
-            logger.info("partitions assigned", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.protocol": "\(cooperative ? "cooperative" : "eager")"])
+            logger.info(
+                "partitions assigned", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.protocol": "\(cooperative ? "cooperative" : "eager")"])
             delegate.assigned(list)
             if pauseRequested { setPaused(Set(list), true) }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -382,7 +409,8 @@ public final class KafkaConsumer: @unchecked Sendable {
                 logger.warning("partitions lost (evicted from the group): nothing is committed for them", metadata: ["kafka.partitions": "\(list.sorted())"])
             } else if !offsets.isEmpty {
                 if let failure = commitSynchronously(offsets) {
-                    logger.warning("commit before giving up partitions failed; their new owner replays from the last commit", metadata: ["error": "\(failure.reason)"])
+                    logger.warning(
+                        "commit before giving up partitions failed; their new owner replays from the last commit", metadata: ["error": "\(failure.reason)"])
                 } else {
                     delegate.committed(offsets, error: nil)
                 }

@@ -53,6 +53,8 @@ public final class KafkaProducer: @unchecked Sendable {
         let (client, poller) = (client, poller)
         let thread = Thread {
             while !poller.stopping.withLock({ $0 }) { rd_kafka_poll(client.handle, 100) }
+            // Destroyed on this thread: destroying blocks, and must not run on the Swift pool.
+            client.destroy(flags: 0)
             poller.done.signal()
         }
         thread.name = "mapbridge-kafka-producer"
@@ -60,8 +62,22 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     deinit {
+        // The polling thread destroys the handle; nothing here waits.
         poller.stopping.withLock { $0 = true }
-        poller.done.wait()
+    }
+
+    /// Waits for queued messages (at most `timeoutMilliseconds`), then stops and destroys the producer.
+    public func close(timeoutMilliseconds: Int32 = 10000) async {
+        try? flush(timeoutMilliseconds: timeoutMilliseconds)
+        poller.stopping.withLock { $0 = true }
+        let poller = self.poller
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                poller.done.wait()
+                poller.done.signal()
+                continuation.resume()
+            }
+        }
     }
 
     /// Queues a message; `completion` runs on the producer's thread with the broker's answer. When

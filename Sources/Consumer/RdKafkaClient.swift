@@ -1,5 +1,6 @@
 import CRdKafka
 import Logging
+import Synchronization
 
 /// Owns one librdkafka handle and the Swift side of its callbacks. The thin unsafe layer: nothing
 /// outside this module sees a C pointer, every error code becomes a ``KafkaError`` at once, and the
@@ -26,6 +27,7 @@ final class RdKafkaClient: @unchecked Sendable {
 
     let handle: OpaquePointer
     let callbacks: Callbacks
+    private let destroyed = Mutex(false)
 
     private init(handle: OpaquePointer, callbacks: Callbacks) {
         self.handle = handle
@@ -33,7 +35,17 @@ final class RdKafkaClient: @unchecked Sendable {
     }
 
     deinit {
-        rd_kafka_destroy(handle)
+        destroy(flags: 0)
+    }
+
+    /// Destroys the handle once (later calls do nothing). It blocks until librdkafka's threads end:
+    /// call it from a thread of the client's own, never from the Swift concurrency pool.
+    func destroy(flags: Int32) {
+        let first = destroyed.withLock { destroyed -> Bool in
+            defer { destroyed = true }
+            return !destroyed
+        }
+        if first { rd_kafka_destroy_flags(handle, flags) }
     }
 
     /// Creates a consumer or producer handle with every callback routed to `callbacks`.

@@ -204,7 +204,8 @@ public final class MapApplier {
         if maps[index].adoptLive {
             maps[index].contents = MapContents(entries: live)
             maps[index].adoptLive = false
-            logger.info("adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].contents.count)"])
+            logger.info(
+                "adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].contents.count)"])
         }
         let comparison = MapComparison.compare(desired: maps[index].contents, live: live, orderSensitive: definition.match.isOrderSensitive)
         if comparison.isExact {
@@ -215,7 +216,8 @@ public final class MapApplier {
         }
         let contents = maps[index].contents
         let updates = comparison.extra.count + comparison.different.count
-        let needsRebuild = !comparison.duplicated.isEmpty || comparison.outOfOrder
+        let needsRebuild =
+            !comparison.duplicated.isEmpty || comparison.outOfOrder
             || (definition.match.isOrderSensitive && !comparison.missing.isEmpty)
         let incrementalCost = costModel.incremental(updates: updates, adds: comparison.missing.count, mapSize: comparison.liveCount)
         let strategy: ApplyStrategy = needsRebuild || costModel.rebuild(entries: contents.count) < incrementalCost ? .rebuild : .incremental

@@ -82,7 +82,8 @@ final class RuntimeClientHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         let detail: String
         if framer.pendingPayloadPrompts > 0 {
-            detail = "HAProxy closed the connection after \(framer.pendingPayloadPrompts) payload prompts without answering (a command larger than tune.bufsize ends this way)"
+            detail =
+                "HAProxy closed the connection after \(framer.pendingPayloadPrompts) payload prompts without answering (a command larger than tune.bufsize ends this way)"
         } else {
             detail = "HAProxy closed the connection"
         }

@@ -24,6 +24,7 @@ public final class BridgeHarness: @unchecked Sendable {
     public private(set) var service: BridgeService?
     private var group: ServiceGroup?
     private var task: Task<Void, any Error>?
+    private let outcome = Locked<Result<Void, any Error>?>(nil)
     private let produced = Locked<[TopicPartition: Int64]>([:])
 
     public init(topics: [(name: String, partitions: Int32)], logger: Logger = testLogger("test.bridge")) throws {
@@ -39,7 +40,9 @@ public final class BridgeHarness: @unchecked Sendable {
     }
 
     /// A configuration for this cluster and an HAProxy socket, with short intervals for tests.
-    public func configuration(socket: String, maps: [(name: String, path: String)], topics: [BridgeConfiguration.Topic], group: String = "test-group") -> BridgeConfiguration {
+    public func configuration(
+        socket: String, maps: [(name: String, path: String)], topics: [BridgeConfiguration.Topic], group: String = "test-group"
+    ) -> BridgeConfiguration {
         var configuration = BridgeConfiguration(groupID: group)
         configuration.kafka.brokers = cluster.bootstrapServers
         configuration.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
@@ -60,8 +63,20 @@ public final class BridgeHarness: @unchecked Sendable {
         let group = ServiceGroup(configuration: .init(services: [.init(service: service)], logger: logger))
         self.service = service
         self.group = group
-        task = Task { try await group.run() }
+        let outcome = self.outcome
+        task = Task {
+            do {
+                try await group.run()
+                outcome.withLock { $0 = .success(()) }
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+                throw error
+            }
+        }
     }
+
+    /// How the bridge ended, once it has (by itself or after ``stop()``).
+    public var exit: Result<Void, any Error>? { outcome.value }
 
     /// Graceful shutdown, as on SIGTERM; rethrows what the service threw.
     public func stop() async throws {

@@ -30,9 +30,10 @@ public final class HAProxyProcess: @unchecked Sendable {
     private var process: Process?
     private var logFile: FileHandle?
 
-    public static let executable = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"].first {
-        FileManager.default.isExecutableFile(atPath: $0)
-    } ?? "haproxy"
+    public static let executable =
+        ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        } ?? "haproxy"
 
     /// Writes the configuration and map files; `start()` launches the process.
     ///
@@ -40,7 +41,11 @@ public final class HAProxyProcess: @unchecked Sendable {
     ///   - httpPort: a TCP port for a frontend that answers with each map's lookup of the Host
     ///     header (for routing checks); nil to serve only on a unix socket.
     ///   - bufsize: HAProxy's `tune.bufsize`.
-    public init(maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil) throws {
+    /// The runtime API's TCP port, when it listens on TCP as well.
+    public let tcpPort: Int?
+
+    public init(maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil, tcpPort: Int? = nil) throws {
+        self.tcpPort = tcpPort
         directory = try TemporaryDirectory(prefix: "mapbridge-haproxy")
         socketPath = directory.file("admin.sock")
         self.httpPort = httpPort
@@ -55,6 +60,9 @@ public final class HAProxyProcess: @unchecked Sendable {
             "global",
             "  master-worker",
             "  stats socket \(socketPath) mode 600 level admin",
+        ]
+        if let tcpPort { lines.append("  stats socket ipv4@127.0.0.1:\(tcpPort) level admin") }
+        lines += [
             "  stats timeout 10m",
             "  log stderr format short local0 notice",
         ]
@@ -86,6 +94,7 @@ public final class HAProxyProcess: @unchecked Sendable {
     /// Runs an existing configuration file (such as config/haproxy.cfg) with `environment`, its
     /// runtime socket at `socketPath`, and map files copied from `mapsFrom` into `mapsDirectory`.
     public init(configFile: String, socketPath: String, environment: [String: String], directory: TemporaryDirectory, maps: [TestMap] = []) {
+        self.tcpPort = nil
         self.directory = directory
         self.socketPath = socketPath
         self.httpPort = nil

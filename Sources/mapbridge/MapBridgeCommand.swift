@@ -11,7 +11,7 @@ struct MapBridgeCommand: AsyncParsableCommand {
         commandName: "mapbridge",
         abstract: "Apply map-change events from Kafka to HAProxy maps over the runtime API.",
         version: "mapbridge \(MapBridgeVersion.current) (librdkafka \(librdkafkaVersion))",
-        subcommands: [Run.self],
+        subcommands: [Run.self, Publish.self],
         defaultSubcommand: nil)
 }
 
@@ -40,10 +40,30 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "The YAML configuration file.")
     var config: String
 
+    @Flag(name: .long, help: "Start an embedded Kafka broker (librdkafka's mock cluster) with the configured topics, and use it.")
+    var embeddedBroker = false
+
+    @Option(name: .long, help: "With --embedded-broker: also write the broker's bootstrap address to this file.")
+    var bootstrapFile: String?
+
     func run() async throws {
-        let configuration = try loadConfiguration(config)
+        var configuration = try loadConfiguration(config)
         bootstrapLogging(level: configuration.logLevel)
         let logger = Logger(label: "mapbridge")
+        var cluster: EmbeddedKafkaCluster?
+        if embeddedBroker {
+            let embedded = try EmbeddedKafkaCluster(logger: logger)
+            for topic in configuration.topics { try embedded.createTopic(topic.name, partitions: 3) }
+            if let deadLetter = configuration.deadLetterTopic { try embedded.createTopic(deadLetter, partitions: 1) }
+            configuration.kafka.brokers = embedded.bootstrapServers
+            print("embedded Kafka broker (librdkafka mock cluster) listening on \(embedded.bootstrapServers)")
+            fflush(nil)
+            if let bootstrapFile {
+                try embedded.bootstrapServers.write(toFile: bootstrapFile, atomically: true, encoding: .utf8)
+            }
+            cluster = embedded
+        }
+        defer { withExtendedLifetime(cluster) {} }
         let service = BridgeService(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: .init(

@@ -1,8 +1,8 @@
 import Bridge
 import Consumer
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The daemon's object graph in-process, between real HAProxy processes and the embedded Kafka
 /// cluster; what HAProxy holds is read with the independent oracle, committed offsets from Kafka.
@@ -36,7 +36,8 @@ struct EndToEndTests {
         let haproxy = try HAProxyProcess(maps: [TestMap("hosts")])
         try await haproxy.start()
         let harness = try BridgeHarness(topics: [("changes", 3)])
-        harness.start(harness.configuration(socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
+        harness.start(
+            harness.configuration(socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
         for n in 1...5000 {
             try harness.produce(topic: "changes", key: "/test\(n)", value: Self.jsonEvent("hosts", "/test\(n)", "-"))
         }
@@ -65,7 +66,8 @@ struct EndToEndTests {
         var produced = 0
         while produced < 100_000 {
             let key = "k\(Int.random(in: 0..<10_000, using: &generator)).example.com"
-            let value = Bool.random(using: &generator) || Int.random(in: 0..<4, using: &generator) == 0 ? nil : "be_\(Int.random(in: 0..<50, using: &generator))"
+            let value =
+                Bool.random(using: &generator) || Int.random(in: 0..<4, using: &generator) == 0 ? nil : "be_\(Int.random(in: 0..<50, using: &generator))"
             if produced % 2 == 0 {
                 // json: mostly single changes, sometimes an array of several changes of the same key.
                 if produced % 10 == 0 {
@@ -100,7 +102,8 @@ struct EndToEndTests {
         let haproxy = try HAProxyProcess(maps: [TestMap("hosts", initialLines: ["from.file be_file"])])
         try await haproxy.start()
         let harness = try BridgeHarness(topics: [("changes", 2)])
-        harness.start(harness.configuration(socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
+        harness.start(
+            harness.configuration(socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
         var expected = ["from.file": "be_file"]
         for n in 0..<500 {
             try harness.produce(topic: "changes", key: "a\(n)", value: Self.jsonEvent("hosts", "a\(n)", "v1"))

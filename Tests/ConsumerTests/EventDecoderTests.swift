@@ -23,30 +23,49 @@ struct EventDecoderTests {
 
     @Test("one change, or an array of changes in order; unknown fields ignored")
     func valid() {
-        #expect(decode(#"{"map": "hosts", "op": "set", "key": "api.example.com", "value": "be_api"}"#).0 == [DecodedChange(map: 0, key: "api.example.com", value: "be_api")])
+        #expect(
+            decode(#"{"map": "hosts", "op": "set", "key": "api.example.com", "value": "be_api"}"#).0 == [
+                DecodedChange(map: 0, key: "api.example.com", value: "be_api")
+            ])
         #expect(decode(#"{"op":"del","key":"old.example.com","map":"flags"}"#).0 == [DecodedChange(map: 1, key: "old.example.com", value: nil)])
         #expect(decode(#"{"map":"hosts","op":"del","key":"k","value":{"ignored":[1,2,{"x":null}]}}"#).0 == [DecodedChange(map: 0, key: "k", value: nil)])
-        let array = decode(#" [ {"map":"hosts","op":"set","key":"a","value":"1"} , {"map":"hosts","op":"del","key":"a"},{"map":"flags","op":"set","key":"b","value":"2","extra":[true,false,-1.5e+3,"s"]} ] "#)
+        let array = decode(
+            #" [ {"map":"hosts","op":"set","key":"a","value":"1"} , {"map":"hosts","op":"del","key":"a"},{"map":"flags","op":"set","key":"b","value":"2","extra":[true,false,-1.5e+3,"s"]} ] "#
+        )
         #expect(array.1 == nil)
-        #expect(array.0 == [DecodedChange(map: 0, key: "a", value: "1"), DecodedChange(map: 0, key: "a", value: nil), DecodedChange(map: 1, key: "b", value: "2")])
+        #expect(
+            array.0 == [DecodedChange(map: 0, key: "a", value: "1"), DecodedChange(map: 0, key: "a", value: nil), DecodedChange(map: 1, key: "b", value: "2")])
         #expect(decode("[]").0.isEmpty && decode("[]").1 == nil)
-        #expect(decode(#"{"map":"hosts","op":"set","key":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/","value":"tab\there"}"#).0 == [DecodedChange(map: 0, key: "café 😀 \"q\" \\ /", value: "tab\there")])
+        #expect(
+            decode(#"{"map":"hosts","op":"set","key":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/","value":"tab\there"}"#).0 == [
+                DecodedChange(map: 0, key: "café 😀 \"q\" \\ /", value: "tab\there")
+            ])
     }
 
-    @Test("invalid messages are refused as a whole, with a reason", arguments: [
-        (#"not json"#, "bad_json"), (#"{"map":"hosts","op":"set","key":"k"}"#, "missing_field"), (#"{"map":"hosts","op":"set","value":"v"}"#, "missing_field"),
-        (#"{"op":"set","key":"k","value":"v"}"#, "missing_field"), (#"{"map":"hosts","key":"k","value":"v"}"#, "missing_field"),
-        (#"{"map":"nope","op":"set","key":"k","value":"v"}"#, "unknown_map"), (#"{"map":"/etc/haproxy/hosts.map","op":"set","key":"k","value":"v"}"#, "unknown_map"),
-        (#"{"map":"hosts","op":"upsert","key":"k","value":"v"}"#, "bad_op"), (#"{"map":"hosts","op":"set","key":1,"value":"v"}"#, "bad_field"),
-        (#"{"map":"hosts","op":"set","key":"k","value":5}"#, "bad_field"), (#"{"map":"hosts","op":"set","key":"k","value":null}"#, "bad_field"),
-        (#"{"map":"hosts","op":"set","key":"k","key":"k2","value":"v"}"#, "duplicate_field"), (#"{"map":"hosts","map":"flags","op":"del","key":"k"}"#, "duplicate_field"),
-        (#"[{"map":"hosts","op":"set","key":"a","value":"1"},{"map":"hosts","op":"set","key":"b"}]"#, "missing_field"),
-        (#"[{"map":"hosts","op":"set","key":"a","value":"1"}, 5]"#, "bad_json"), (#"{"map":"hosts","op":"set","key":"k","value":"v"} {}"#, "bad_json"),
-        (#"{"map":"hosts","op":"set","key":"k","value":"v""#, "bad_json"), (#"{"map":"hosts","op":"set","key":"\ud800","value":"v"}"#, "bad_json"),
-        (#"{"map":"hosts","op":"set","key":"\udc00x","value":"v"}"#, "bad_json"), (#"{"map":"hosts","op":"set","key":"k","value":"v","x":01}"#, "bad_json"),
-        ("{\"map\":\"hosts\",\"op\":\"set\",\"key\":\"raw\nnewline\",\"value\":\"v\"}", "bad_json"), (#"{"m\u0061p":"hosts","op":"del","key":"k"}"#, "bad_json"),
-        ("", "bad_json"), ("   ", "bad_json"), (#"{"map":"hosts","op":"del","key":"k","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#, "too_deep"),
-    ])
+    @Test(
+        "invalid messages are refused as a whole, with a reason",
+        arguments: [
+            (#"not json"#, "bad_json"), (#"{"map":"hosts","op":"set","key":"k"}"#, "missing_field"),
+            (#"{"map":"hosts","op":"set","value":"v"}"#, "missing_field"),
+            (#"{"op":"set","key":"k","value":"v"}"#, "missing_field"), (#"{"map":"hosts","key":"k","value":"v"}"#, "missing_field"),
+            (#"{"map":"nope","op":"set","key":"k","value":"v"}"#, "unknown_map"),
+            (#"{"map":"/etc/haproxy/hosts.map","op":"set","key":"k","value":"v"}"#, "unknown_map"),
+            (#"{"map":"hosts","op":"upsert","key":"k","value":"v"}"#, "bad_op"), (#"{"map":"hosts","op":"set","key":1,"value":"v"}"#, "bad_field"),
+            (#"{"map":"hosts","op":"set","key":"k","value":5}"#, "bad_field"), (#"{"map":"hosts","op":"set","key":"k","value":null}"#, "bad_field"),
+            (#"{"map":"hosts","op":"set","key":"k","key":"k2","value":"v"}"#, "duplicate_field"),
+            (#"{"map":"hosts","map":"flags","op":"del","key":"k"}"#, "duplicate_field"),
+            (#"[{"map":"hosts","op":"set","key":"a","value":"1"},{"map":"hosts","op":"set","key":"b"}]"#, "missing_field"),
+            (#"[{"map":"hosts","op":"set","key":"a","value":"1"}, 5]"#, "bad_json"), (#"{"map":"hosts","op":"set","key":"k","value":"v"} {}"#, "bad_json"),
+            (#"{"map":"hosts","op":"set","key":"k","value":"v""#, "bad_json"), (#"{"map":"hosts","op":"set","key":"\ud800","value":"v"}"#, "bad_json"),
+            (#"{"map":"hosts","op":"set","key":"\udc00x","value":"v"}"#, "bad_json"), (#"{"map":"hosts","op":"set","key":"k","value":"v","x":01}"#, "bad_json"),
+            ("{\"map\":\"hosts\",\"op\":\"set\",\"key\":\"raw\nnewline\",\"value\":\"v\"}", "bad_json"),
+            (#"{"m\u0061p":"hosts","op":"del","key":"k"}"#, "bad_json"),
+            ("", "bad_json"), ("   ", "bad_json"),
+            (
+                #"{"map":"hosts","op":"del","key":"k","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+                "too_deep"
+            ),
+        ])
     func invalid(text: String, label: String) {
         let (changes, failure) = decode(text)
         #expect(changes.isEmpty)
@@ -63,7 +82,10 @@ struct EventDecoderTests {
 
     @Test("kv messages: key is the map key, a null value deletes")
     func keyValue() {
-        #expect(decodeBytes(Array("be_api".utf8), key: Array("api.example.com".utf8), format: .kv(map: 1)).0 == [DecodedChange(map: 1, key: "api.example.com", value: "be_api")])
+        #expect(
+            decodeBytes(Array("be_api".utf8), key: Array("api.example.com".utf8), format: .kv(map: 1)).0 == [
+                DecodedChange(map: 1, key: "api.example.com", value: "be_api")
+            ])
         #expect(decodeBytes(nil, key: Array("gone".utf8), format: .kv(map: 0)).0 == [DecodedChange(map: 0, key: "gone", value: nil)])
         #expect(decodeBytes(Array("v".utf8), key: nil, format: .kv(map: 0)).1?.label == "missing_key")
         #expect(decodeBytes(Array("v".utf8), key: [0xFF], format: .kv(map: 0)).1?.label == "invalid_utf8")

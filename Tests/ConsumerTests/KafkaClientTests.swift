@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import Testing
 import TestSupport
+import Testing
 
 @testable import Consumer
 
@@ -26,7 +26,8 @@ final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {
     var revoked: [TopicPartition] { lock.withLock { revokedPartitions } }
 
     func consume(_ message: ConsumedMessage) {
-        let record = Record(partition: message.topicPartition, offset: message.offset, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
+        let record = Record(
+            partition: message.topicPartition, offset: message.offset, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
         lock.withLock { records.append(record) }
     }
     func endOfBurst() {}
@@ -47,7 +48,9 @@ struct KafkaClientTests {
         return handler
     }
 
-    func consumer(_ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy = .cooperativeSticky) throws -> KafkaConsumer {
+    func consumer(
+        _ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy = .cooperativeSticky
+    ) throws -> KafkaConsumer {
         var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: group, topics: topics)
         configuration.assignmentStrategy = strategy
         configuration.properties["session.timeout.ms"] = "6000"
@@ -158,7 +161,9 @@ struct KafkaClientTests {
 
     @Test("secrets never appear in configuration errors or redacted settings")
     func secrets() {
-        var settings = KafkaSettings(["sasl.password": "hunter2-secret", "ssl.key.password": "k3y-pass", "security.protocol": "SASL_SSL", "bootstrap.servers": "x:1"])
+        var settings = KafkaSettings([
+            "sasl.password": "hunter2-secret", "ssl.key.password": "k3y-pass", "security.protocol": "SASL_SSL", "bootstrap.servers": "x:1",
+        ])
         #expect(settings.redacted["sasl.password"] == "<redacted>")
         #expect(settings.redacted["security.protocol"] == "SASL_SSL")
         settings["sasl.mechanism"] = "hunter2-secret"  // an invalid value that echoes a secret

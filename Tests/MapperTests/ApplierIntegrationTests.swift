@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 @testable import Mapper
 
@@ -33,7 +33,9 @@ struct ApplierIntegrationTests {
 
     @Test("adopts the live map, then upserts with set/add and deletes without duplicates", arguments: [ApplyStrategy.incremental, .rebuild])
     func upserts(strategy: ApplyStrategy) async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts", initialLines: ["a.example.com be_a", " #hash be_hash"]), TestMap("sentinel", initialLines: ["keep me"])])
+        let haproxy = try HAProxyProcess(maps: [
+            TestMap("hosts", initialLines: ["a.example.com be_a", " #hash be_hash"]), TestMap("sentinel", initialLines: ["keep me"]),
+        ])
         try await haproxy.start()
         defer { Task { await haproxy.destroy() } }
         var options = ApplierOptions()
@@ -42,9 +44,11 @@ struct ApplierIntegrationTests {
         let sync = try await applier.synchronize()
         #expect(sync.connected)
         #expect(applier.contents(of: 0).count == 2)
-        let report = try await applier.apply([[
-            set("a.example.com", "be_b"), set("new.example.com", "be_new"), del("#hash"), del("never.there"),
-        ]])
+        let report = try await applier.apply([
+            [
+                set("a.example.com", "be_b"), set("new.example.com", "be_new"), del("#hash"), del("never.there"),
+            ]
+        ])
         #expect(report.rejections.isEmpty)
         #expect(report.strategies == [strategy])
         try expectExact(haproxy, "hosts", ["a.example.com": "be_b", "new.example.com": "be_new"])
@@ -81,7 +85,9 @@ struct ApplierIntegrationTests {
         for (key, value) in changed {
             let answer = try haproxy.oracle.run("get map \(haproxy.mapPath("hosts")) \(RuntimeCommand.escaped(key))")
             #expect(answer.contains("found=yes"), "\(key): \(answer)")
-            #expect(answer.contains("value=\"\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"") || answer.contains(value), "\(key): \(answer)")
+            #expect(
+                answer.contains("value=\"\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"")
+                    || answer.contains(value), "\(key): \(answer)")
         }
         // 3. A rebuild carries them too.
         options.strategyOverride = .rebuild
@@ -145,7 +151,9 @@ struct ApplierIntegrationTests {
 
     @Test("what HAProxy would refuse is reported against its change; the rest of the batch applies", arguments: [ApplyStrategy.incremental, .rebuild])
     func refusals(strategy: ApplyStrategy) async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("blocked", match: "ip", initialLines: ["192.168.0.1 old"]), TestMap("weights", valueType: "int", initialLines: ["w 5"])])
+        let haproxy = try HAProxyProcess(maps: [
+            TestMap("blocked", match: "ip", initialLines: ["192.168.0.1 old"]), TestMap("weights", valueType: "int", initialLines: ["w 5"]),
+        ])
         try await haproxy.start()
         defer { Task { await haproxy.destroy() } }
         var options = ApplierOptions()
@@ -154,7 +162,10 @@ struct ApplierIntegrationTests {
         let applier = try applier(haproxy, [definition(haproxy, "blocked", match: .ip), definition(haproxy, "weights", value: .int)], options: options)
         _ = try await applier.synchronize()
         let report = try await applier.apply([
-            [set("10.0.0.1", "a", tag: 1), set("notanip", "b", tag: 2), set("10.0.0.2", "c", tag: 3), set("bad.ip", "d", tag: 4), set("10.0.0.0/8", "e", tag: 5)],
+            [
+                set("10.0.0.1", "a", tag: 1), set("notanip", "b", tag: 2), set("10.0.0.2", "c", tag: 3), set("bad.ip", "d", tag: 4),
+                set("10.0.0.0/8", "e", tag: 5),
+            ],
             [set("w", "notanumber", tag: 6), set("x", "7", tag: 7), set("y", "eight", tag: 8)],
         ])
         #expect(Set(report.rejections.compactMap(\.tag)) == [2, 4, 6, 8])
@@ -177,7 +188,8 @@ struct ApplierIntegrationTests {
         let applier = try applier(haproxy, [definition(haproxy, "patterns", match: .reg)], options: options)
         _ = try await applier.synchronize()
         // Regexes are compiled by HAProxy's PCRE2; the bridge lets HAProxy judge them.
-        let changes = [set("^/api", "a", tag: 1), set("(unclosed", "b", tag: 2), set("\\d+", "c", tag: 3), set("*bad", "d", tag: 4), set("^/old", "new", tag: 5)]
+        let changes =
+            [set("^/api", "a", tag: 1), set("(unclosed", "b", tag: 2), set("\\d+", "c", tag: 3), set("*bad", "d", tag: 4), set("^/old", "new", tag: 5)]
             + (0..<600).map { set("^/bulk\($0)$", "v", tag: 100 + $0) } + [set("[z-a]", "e", tag: 6), set("^/last", "f", tag: 7)]
         let report = try await applier.apply([changes])
         #expect(Set(report.rejections.compactMap(\.tag)) == [2, 4, 6])

@@ -54,7 +54,8 @@ struct EntryEncodingTests {
         #expect(rules.check(key: "#0x55aa", value: "v") == .entryReference)
         let long = String(repeating: "x", count: rules.maxEntryBytes)
         #expect(rules.check(key: long, value: "v") == .tooLong(bytes: long.utf8.count + 1, limit: rules.maxEntryBytes))
-        #expect(rules.check(key: String(repeating: "y", count: rules.maxEntryBytes + 1)) == .tooLong(bytes: rules.maxEntryBytes + 1, limit: rules.maxEntryBytes))
+        #expect(
+            rules.check(key: String(repeating: "y", count: rules.maxEntryBytes + 1)) == .tooLong(bytes: rules.maxEntryBytes + 1, limit: rules.maxEntryBytes))
     }
 
     @Test("the longest valid entry, escaped at worst, still fits one buffer")

@@ -86,7 +86,8 @@ struct ResponseFramerTests {
         #expect(throws: MapperError.self) { try HAProxyInfo(parsing: "Unknown command") }
 
         let listing = LoadedMap.parseListing(
-            "# id (file) description\n0 (/tmp/hx/hosts.map) pattern loaded from file '/tmp/hx/hosts.map' used by map at file 'h.cfg' line 11. curr_ver=0 next_ver=2 entry_cnt=10\n1 (/tmp/hx/ip.map) pattern loaded. curr_ver=1 next_ver=1 entry_cnt=0\n")
+            "# id (file) description\n0 (/tmp/hx/hosts.map) pattern loaded from file '/tmp/hx/hosts.map' used by map at file 'h.cfg' line 11. curr_ver=0 next_ver=2 entry_cnt=10\n1 (/tmp/hx/ip.map) pattern loaded. curr_ver=1 next_ver=1 entry_cnt=0\n"
+        )
         #expect(listing.map(\.path) == ["/tmp/hx/hosts.map", "/tmp/hx/ip.map"])
         #expect(listing.map(\.entryCount) == [10, 0])
         #expect(listing[0].nextVersion == 2)

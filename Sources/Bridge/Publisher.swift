@@ -1,0 +1,84 @@
+import Consumer
+import Logging
+import Mapper
+
+/// Turns lines of text into change events for one map, the way `mapbridge publish` reads stdin:
+/// `key value` sets (the value is the rest of the line), `-key` deletes, a line starting with `{`
+/// or `[` is a JSON event published as it is (when it is valid), and empty lines and `#` comments
+/// are skipped. Every change is checked with the daemon's own rules before it is published.
+public struct ChangeLineParser: Sendable {
+    public enum Line: Sendable, Equatable {
+        case change(key: String, value: String?)
+        case json(String)
+        case skip
+        case invalid(String)
+    }
+
+    public let map: MapDefinition
+    public let mapIndex: Int
+    let rules: EntryRules
+    let decoder: EventDecoder
+
+    public init(configuration: BridgeConfiguration, map name: String) throws {
+        guard let index = configuration.maps.firstIndex(where: { $0.name == name }) else {
+            throw ConfigurationError(problems: ["--map: '\(name)' is not one of the maps (\(configuration.maps.map(\.name).joined(separator: ", ")))"])
+        }
+        mapIndex = index
+        map = configuration.mapDefinitions[index]
+        rules = configuration.entryRules
+        decoder = EventDecoder(mapNames: configuration.maps.map(\.name))
+    }
+
+    public func parse(_ raw: Substring) -> Line {
+        let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+        let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+        if trimmed.isEmpty || trimmed.hasPrefix("#") { return .skip }
+        if trimmed.hasPrefix("{") || trimmed.hasPrefix("[") {
+            var changes: [DecodedChange] = []
+            let text = String(trimmed)
+            let failure = Array(text.utf8).withUnsafeBytes { decoder.decode(key: nil, value: $0, format: .json, into: &changes) }
+            if let failure { return .invalid(failure.description) }
+            return .json(text)
+        }
+        if trimmed.hasPrefix("-") {
+            let key = String(trimmed.dropFirst())
+            if let defect = rules.check(key: key, value: nil, for: map) { return .invalid(defect.description) }
+            return .change(key: key, value: nil)
+        }
+        guard let separator = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
+            return .invalid("expected 'key value' or '-key'")
+        }
+        let key = String(trimmed[..<separator])
+        var value = trimmed[separator...].drop(while: { $0 == " " || $0 == "\t" })
+        while let last = value.last, last == " " || last == "\t" { value = value.dropLast() }
+        if let defect = rules.check(key: key, value: String(value), for: map) { return .invalid(defect.description) }
+        return .change(key: key, value: String(value))
+    }
+
+    /// The JSON event for a change of this map.
+    public func jsonEvent(key: String, value: String?) -> String {
+        if let value {
+            return #"{"map":\#(jsonString(map.name)),"op":"set","key":\#(jsonString(key)),"value":\#(jsonString(value))}"#
+        }
+        return #"{"map":\#(jsonString(map.name)),"op":"del","key":\#(jsonString(key))}"#
+    }
+}
+
+/// A JSON string literal.
+public func jsonString(_ text: String) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": result += "\\\""
+        case "\\": result += "\\\\"
+        case "\n": result += "\\n"
+        case "\r": result += "\\r"
+        case "\t": result += "\\t"
+        case let control where control.value < 0x20 || control.value == 0x7F:
+            let hex = String(control.value, radix: 16)
+            result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result + "\""
+}
