@@ -136,3 +136,17 @@ public final class Locked<Value: Sendable>: Sendable {
 
     public var value: Value { mutex.withLock { $0 } }
 }
+
+/// Runs `body` with a harness, and stops the bridge (if still running) afterwards, whether `body`
+/// returns or throws.
+public func withBridgeHarness<T>(topics: [(name: String, partitions: Int32)], _ body: (BridgeHarness) async throws -> T) async throws -> T {
+    let harness = try BridgeHarness(topics: topics)
+    do {
+        let result = try await body(harness)
+        try? await harness.stop()
+        return result
+    } catch {
+        try? await harness.stop()
+        throw error
+    }
+}

@@ -220,3 +220,20 @@ public enum HAProxyProcessError: Error, CustomStringConvertible {
         }
     }
 }
+
+/// Runs `body` with a started HAProxy, and stops it and removes its files afterwards, whether
+/// `body` returns or throws.
+public func withHAProxy<T>(
+    _ maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil, tcpPort: Int? = nil, _ body: (HAProxyProcess) async throws -> T
+) async throws -> T {
+    let haproxy = try HAProxyProcess(maps: maps, httpPort: httpPort, bufsize: bufsize, tcpPort: tcpPort)
+    do {
+        try await haproxy.start()
+        let result = try await body(haproxy)
+        await haproxy.destroy()
+        return result
+    } catch {
+        await haproxy.destroy()
+        throw error
+    }
+}

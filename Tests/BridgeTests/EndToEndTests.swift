@@ -33,114 +33,117 @@ struct EndToEndTests {
 
     @Test("the seed's workload: 5000 changes, /test1../test5000 = '-', all applied and committed")
     func seedWorkload() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts")])
-        try await haproxy.start()
-        let harness = try BridgeHarness(topics: [("changes", 3)])
-        harness.start(
-            harness.configuration(socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
-        for n in 1...5000 {
-            try harness.produce(topic: "changes", key: "/test\(n)", value: Self.jsonEvent("hosts", "/test\(n)", "-"))
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 3)]) { harness in
+                harness.start(
+                    harness.configuration(
+                        socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
+                for n in 1...5000 {
+                    try harness.produce(topic: "changes", key: "/test\(n)", value: Self.jsonEvent("hosts", "/test\(n)", "-"))
+                }
+                try harness.flush()
+                let expected = Dictionary(uniqueKeysWithValues: (1...5000).map { ("/test\($0)", "-") })
+                try await waitUntil("5000 entries in HAProxy", timeout: 60) { mapMatches(haproxy, "hosts", expected) }
+                try await waitUntil("every offset committed", timeout: 30) { harness.committedEverything() }
+                try expectExact(haproxy, "hosts", expected)
+                #expect(harness.status.changesApplied == 5000)
+                try await harness.stop()
+            }
         }
-        try harness.flush()
-        let expected = Dictionary(uniqueKeysWithValues: (1...5000).map { ("/test\($0)", "-") })
-        try await waitUntil("5000 entries in HAProxy", timeout: 60) { mapMatches(haproxy, "hosts", expected) }
-        try await waitUntil("every offset committed", timeout: 30) { harness.committedEverything() }
-        try expectExact(haproxy, "hosts", expected)
-        #expect(harness.status.changesApplied == 5000)
-        try await harness.stop()
-        await haproxy.destroy()
     }
 
     @Test("100,000 mixed set/del over 10,000 keys in json and kv leave HAProxy exactly as the log says")
     func mixedWorkload() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts", initialLines: ["seeded.example.com be_seed"]), TestMap("routes")])
-        try await haproxy.start()
-        let harness = try BridgeHarness(topics: [("changes", 4), ("routes", 4)])
-        harness.start(
-            harness.configuration(
-                socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts")), ("routes", haproxy.mapPath("routes"))],
-                topics: [.init(name: "changes", format: .json), .init(name: "routes", format: .kv, map: "routes")]))
-        var hosts: [String: String] = ["seeded.example.com": "be_seed"]
-        var routes: [String: String] = [:]
-        var generator = SystemRandomNumberGenerator()
-        var produced = 0
-        while produced < 100_000 {
-            let key = "k\(Int.random(in: 0..<10_000, using: &generator)).example.com"
-            let value =
-                Bool.random(using: &generator) || Int.random(in: 0..<4, using: &generator) == 0 ? nil : "be_\(Int.random(in: 0..<50, using: &generator))"
-            if produced % 2 == 0 {
-                // json: mostly single changes, sometimes an array of several changes of the same key.
-                if produced % 10 == 0 {
-                    let second = "be_\(Int.random(in: 0..<50, using: &generator))"
-                    let array = "[\(Self.jsonEvent("hosts", key, value)),\(Self.jsonEvent("hosts", key, second))]"
-                    try harness.produce(topic: "changes", key: key, value: array)
-                    hosts[key] = second
-                    produced += 2
-                } else {
-                    try harness.produce(topic: "changes", key: key, value: Self.jsonEvent("hosts", key, value))
-                    hosts[key] = value
-                    produced += 1
+        try await withHAProxy([TestMap("hosts", initialLines: ["seeded.example.com be_seed"]), TestMap("routes")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 4), ("routes", 4)]) { harness in
+                harness.start(
+                    harness.configuration(
+                        socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts")), ("routes", haproxy.mapPath("routes"))],
+                        topics: [.init(name: "changes", format: .json), .init(name: "routes", format: .kv, map: "routes")]))
+                var hosts: [String: String] = ["seeded.example.com": "be_seed"]
+                var routes: [String: String] = [:]
+                var generator = SystemRandomNumberGenerator()
+                var produced = 0
+                while produced < 100_000 {
+                    let key = "k\(Int.random(in: 0..<10_000, using: &generator)).example.com"
+                    let value =
+                        Bool.random(using: &generator) || Int.random(in: 0..<4, using: &generator) == 0
+                        ? nil : "be_\(Int.random(in: 0..<50, using: &generator))"
+                    if produced % 2 == 0 {
+                        // json: mostly single changes, sometimes an array of several changes of the same key.
+                        if produced % 10 == 0 {
+                            let second = "be_\(Int.random(in: 0..<50, using: &generator))"
+                            let array = "[\(Self.jsonEvent("hosts", key, value)),\(Self.jsonEvent("hosts", key, second))]"
+                            try harness.produce(topic: "changes", key: key, value: array)
+                            hosts[key] = second
+                            produced += 2
+                        } else {
+                            try harness.produce(topic: "changes", key: key, value: Self.jsonEvent("hosts", key, value))
+                            hosts[key] = value
+                            produced += 1
+                        }
+                    } else {
+                        try harness.produce(topic: "routes", key: key, value: value)
+                        routes[key] = value
+                        produced += 1
+                    }
+                    if produced % 20_000 == 0 { try harness.flush() }
                 }
-            } else {
-                try harness.produce(topic: "routes", key: key, value: value)
-                routes[key] = value
-                produced += 1
+                try harness.flush()
+                try await waitUntil("both maps to converge", timeout: 180) { mapMatches(haproxy, "hosts", hosts) && mapMatches(haproxy, "routes", routes) }
+                try await waitUntil("every offset committed", timeout: 30) { harness.committedEverything() }
+                try expectExact(haproxy, "hosts", hosts)
+                try expectExact(haproxy, "routes", routes)
+                try await harness.stop()
             }
-            if produced % 20_000 == 0 { try harness.flush() }
         }
-        try harness.flush()
-        try await waitUntil("both maps to converge", timeout: 180) { mapMatches(haproxy, "hosts", hosts) && mapMatches(haproxy, "routes", routes) }
-        try await waitUntil("every offset committed", timeout: 30) { harness.committedEverything() }
-        try expectExact(haproxy, "hosts", hosts)
-        try expectExact(haproxy, "routes", routes)
-        try await harness.stop()
-        await haproxy.destroy()
     }
 
     @Test("with HAProxy stopped nothing is committed; when it returns the map converges and commits resume")
     func haproxyAway() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts", initialLines: ["from.file be_file"])])
-        try await haproxy.start()
-        let harness = try BridgeHarness(topics: [("changes", 2)])
-        harness.start(
-            harness.configuration(socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
-        var expected = ["from.file": "be_file"]
-        for n in 0..<500 {
-            try harness.produce(topic: "changes", key: "a\(n)", value: Self.jsonEvent("hosts", "a\(n)", "v1"))
-            expected["a\(n)"] = "v1"
-        }
-        try harness.flush()
-        try await waitUntil("the first events applied and committed", timeout: 60) { harness.committedEverything() }
-        let before = try harness.committedOffsets()
+        try await withHAProxy([TestMap("hosts", initialLines: ["from.file be_file"])]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 2)]) { harness in
+                harness.start(
+                    harness.configuration(
+                        socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
+                var expected = ["from.file": "be_file"]
+                for n in 0..<500 {
+                    try harness.produce(topic: "changes", key: "a\(n)", value: Self.jsonEvent("hosts", "a\(n)", "v1"))
+                    expected["a\(n)"] = "v1"
+                }
+                try harness.flush()
+                try await waitUntil("the first events applied and committed", timeout: 60) { harness.committedEverything() }
+                let before = try harness.committedOffsets()
 
-        await haproxy.stop()
-        for n in 0..<500 {
-            try harness.produce(topic: "changes", key: "a\(n)", value: Self.jsonEvent("hosts", "a\(n)", n % 3 == 0 ? nil : "v2"))
-            expected["a\(n)"] = n % 3 == 0 ? nil : "v2"
-        }
-        for n in 0..<300 {
-            try harness.produce(topic: "changes", key: "b\(n)", value: Self.jsonEvent("hosts", "b\(n)", "new"))
-            expected["b\(n)"] = "new"
-        }
-        try harness.flush()
-        // The bridge consumes them and keeps failing to reach HAProxy; commits must not move meanwhile.
-        let consumedBefore = harness.status.eventsConsumed
-        try await waitUntil("the bridge to notice HAProxy is gone", timeout: 30) { !harness.status.haproxyConnected }
-        for _ in 0..<5 {
-            // Each failed attempt is followed by a backoff of 20-300 ms: several commit intervals (100 ms).
-            let failures = harness.status.syncFailures
-            try await waitUntil("two more failed attempts to reach HAProxy", timeout: 30) { harness.status.syncFailures >= failures + 2 }
-            #expect(try harness.committedOffsets() == before, "nothing is committed while HAProxy is away")
-        }
-        #expect(harness.status.eventsConsumed == consumedBefore, "no batch completed while HAProxy was away")
+                await haproxy.stop()
+                for n in 0..<500 {
+                    try harness.produce(topic: "changes", key: "a\(n)", value: Self.jsonEvent("hosts", "a\(n)", n % 3 == 0 ? nil : "v2"))
+                    expected["a\(n)"] = n % 3 == 0 ? nil : "v2"
+                }
+                for n in 0..<300 {
+                    try harness.produce(topic: "changes", key: "b\(n)", value: Self.jsonEvent("hosts", "b\(n)", "new"))
+                    expected["b\(n)"] = "new"
+                }
+                try harness.flush()
+                // The bridge consumes them and keeps failing to reach HAProxy; commits must not move meanwhile.
+                let consumedBefore = harness.status.eventsConsumed
+                try await waitUntil("the bridge to notice HAProxy is gone", timeout: 30) { !harness.status.haproxyConnected }
+                for _ in 0..<5 {
+                    // Each failed attempt is followed by a backoff of 20-300 ms: several commit intervals (100 ms).
+                    let failures = harness.status.syncFailures
+                    try await waitUntil("two more failed attempts to reach HAProxy", timeout: 30) { harness.status.syncFailures >= failures + 2 }
+                    #expect(try harness.committedOffsets() == before, "nothing is committed while HAProxy is away")
+                }
+                #expect(harness.status.eventsConsumed == consumedBefore, "no batch completed while HAProxy was away")
 
-        try await haproxy.start()  // a fresh process: runtime changes gone, the map file's content back
-        try await waitUntil("the map to converge", timeout: 60) { mapMatches(haproxy, "hosts", expected.compactMapValues { $0 }) }
-        try await waitUntil("every offset committed", timeout: 30) { harness.committedEverything() }
-        try expectExact(haproxy, "hosts", expected.compactMapValues { $0 })
-        #expect(harness.status.haproxyRestarts >= 1)
-        try await harness.stop()
-        await haproxy.destroy()
+                try await haproxy.start()  // a fresh process: runtime changes gone, the map file's content back
+                try await waitUntil("the map to converge", timeout: 60) { mapMatches(haproxy, "hosts", expected.compactMapValues { $0 }) }
+                try await waitUntil("every offset committed", timeout: 30) { harness.committedEverything() }
+                try expectExact(haproxy, "hosts", expected.compactMapValues { $0 })
+                #expect(harness.status.haproxyRestarts >= 1)
+                try await harness.stop()
+            }
+        }
     }
 
     @Test("the example configuration runs against the example HAProxy configuration and routes by the map")
@@ -156,38 +159,46 @@ struct EndToEndTests {
         let haproxy = HAProxyProcess(
             configFile: "\(root)/config/haproxy.cfg", socketPath: directory.file("admin.sock"),
             environment: ["HAPROXY_RUN_DIR": directory.path, "MAPS_DIR": mapsDirectory, "HTTP_BIND": "127.0.0.1:\(port)"], directory: directory)
-        try await haproxy.start()
-        let harness = try BridgeHarness(topics: [("haproxy.map-changes", 2), ("haproxy.hosts", 2)])
-        var configuration = try BridgeConfiguration.load(
-            path: "\(root)/config/mapbridge.yaml",
-            environment: [
-                "MAPBRIDGE_KAFKA_BROKERS": harness.cluster.bootstrapServers, "MAPBRIDGE_HAPROXY_SOCKET": "unix://\(directory.file("admin.sock"))",
-                "MAPBRIDGE_MAPS_HOSTS_PATH": "\(mapsDirectory)/hosts.map", "MAPBRIDGE_MAPS_BLOCKLIST_PATH": "\(mapsDirectory)/blocklist.map",
-                "MAPBRIDGE_COMMIT_INTERVAL_MS": "100",
-            ])
-        configuration.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
-        harness.start(configuration)
+        do {
+            try await haproxy.start()
+            try await withBridgeHarness(topics: [("haproxy.map-changes", 2), ("haproxy.hosts", 2)]) { harness in
+                var configuration = try BridgeConfiguration.load(
+                    path: "\(root)/config/mapbridge.yaml",
+                    environment: [
+                        "MAPBRIDGE_KAFKA_BROKERS": harness.cluster.bootstrapServers, "MAPBRIDGE_HAPROXY_SOCKET": "unix://\(directory.file("admin.sock"))",
+                        "MAPBRIDGE_MAPS_HOSTS_PATH": "\(mapsDirectory)/hosts.map", "MAPBRIDGE_MAPS_BLOCKLIST_PATH": "\(mapsDirectory)/blocklist.map",
+                        "MAPBRIDGE_COMMIT_INTERVAL_MS": "100",
+                    ])
+                configuration.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
+                harness.start(configuration)
 
-        #expect(try httpGet(port: port, headers: ["Host": "www.example.com"]).body == "be_web answered for www.example.com\n")
-        #expect(try httpGet(port: port, headers: ["Host": "api.example.com"]).status == 404)
-        try harness.produce(topic: "haproxy.map-changes", key: "api.example.com", value: Self.jsonEvent("hosts", "api.example.com", "be_api"))
-        try harness.produce(topic: "haproxy.hosts", key: "static.example.com", value: "be_static")
-        try harness.produce(topic: "haproxy.map-changes", key: "127.0.0.1", value: Self.jsonEvent("blocklist", "10.66.0.0/16", "blocked"))
-        try harness.flush()
-        try await waitUntil("api.example.com to route to be_api", timeout: 60) {
-            (try? httpGet(port: port, headers: ["Host": "api.example.com"]).body) == "be_api answered for api.example.com\n"
+                #expect(try httpGet(port: port, headers: ["Host": "www.example.com"]).body == "be_web answered for www.example.com\n")
+                #expect(try httpGet(port: port, headers: ["Host": "api.example.com"]).status == 404)
+                try harness.produce(topic: "haproxy.map-changes", key: "api.example.com", value: Self.jsonEvent("hosts", "api.example.com", "be_api"))
+                try harness.produce(topic: "haproxy.hosts", key: "static.example.com", value: "be_static")
+                try harness.produce(topic: "haproxy.map-changes", key: "127.0.0.1", value: Self.jsonEvent("blocklist", "10.66.0.0/16", "blocked"))
+                try harness.flush()
+                try await waitUntil("api.example.com to route to be_api", timeout: 60) {
+                    (try? httpGet(port: port, headers: ["Host": "api.example.com"]).body) == "be_api answered for api.example.com\n"
+                }
+                try await waitUntil("static.example.com to route to be_static", timeout: 60) {
+                    (try? httpGet(port: port, headers: ["Host": "static.example.com"]).body) == "be_static answered for static.example.com\n"
+                }
+                try harness.produce(topic: "haproxy.hosts", key: "static.example.com", value: nil)
+                try harness.produce(topic: "haproxy.map-changes", key: "127.0.0.1", value: Self.jsonEvent("blocklist", "127.0.0.0/8", "blocked"))
+                try harness.flush()
+                try await waitUntil("loopback clients to be refused", timeout: 60) {
+                    (try? httpGet(port: port, headers: ["Host": "www.example.com"]).status) == 403
+                }
+                let blocklist = try haproxy.oracle.entries(of: "\(mapsDirectory)/blocklist.map").map(\.key)
+                #expect(Set(blocklist) == ["10.66.0.0/16", "127.0.0.0/8"])
+                #expect(try haproxy.oracle.entries(of: "\(mapsDirectory)/hosts.map").map(\.key).sorted() == ["api.example.com", "www.example.com"])
+                try await harness.stop()
+            }
+            await haproxy.destroy()
+        } catch {
+            await haproxy.destroy()
+            throw error
         }
-        try await waitUntil("static.example.com to route to be_static", timeout: 60) {
-            (try? httpGet(port: port, headers: ["Host": "static.example.com"]).body) == "be_static answered for static.example.com\n"
-        }
-        try harness.produce(topic: "haproxy.hosts", key: "static.example.com", value: nil)
-        try harness.produce(topic: "haproxy.map-changes", key: "127.0.0.1", value: Self.jsonEvent("blocklist", "127.0.0.0/8", "blocked"))
-        try harness.flush()
-        try await waitUntil("loopback clients to be refused", timeout: 60) { (try? httpGet(port: port, headers: ["Host": "www.example.com"]).status) == 403 }
-        let blocklist = try haproxy.oracle.entries(of: "\(mapsDirectory)/blocklist.map").map(\.key)
-        #expect(Set(blocklist) == ["10.66.0.0/16", "127.0.0.0/8"])
-        #expect(try haproxy.oracle.entries(of: "\(mapsDirectory)/hosts.map").map(\.key).sorted() == ["api.example.com", "www.example.com"])
-        try await harness.stop()
-        await haproxy.destroy()
     }
 }

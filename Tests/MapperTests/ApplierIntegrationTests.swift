@@ -33,30 +33,29 @@ struct ApplierIntegrationTests {
 
     @Test("adopts the live map, then upserts with set/add and deletes without duplicates", arguments: [ApplyStrategy.incremental, .rebuild])
     func upserts(strategy: ApplyStrategy) async throws {
-        let haproxy = try HAProxyProcess(maps: [
+        try await withHAProxy([
             TestMap("hosts", initialLines: ["a.example.com be_a", " #hash be_hash"]), TestMap("sentinel", initialLines: ["keep me"]),
-        ])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        var options = ApplierOptions()
-        options.strategyOverride = strategy
-        let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
-        let sync = try await applier.synchronize()
-        #expect(sync.connected)
-        #expect(applier.contents(of: 0).count == 2)
-        let report = try await applier.apply([
-            [
-                set("a.example.com", "be_b"), set("new.example.com", "be_new"), del("#hash"), del("never.there"),
-            ]
-        ])
-        #expect(report.rejections.isEmpty)
-        #expect(report.strategies == [strategy])
-        try expectExact(haproxy, "hosts", ["a.example.com": "be_b", "new.example.com": "be_new"])
-        // Applying the same changes again (a replay after a crash) changes nothing and adds no duplicate.
-        _ = try await applier.apply([[set("a.example.com", "be_b"), set("new.example.com", "be_new"), del("#hash")]])
-        try expectExact(haproxy, "hosts", ["a.example.com": "be_b", "new.example.com": "be_new"])
-        try expectExact(haproxy, "sentinel", ["keep": "me"])
-        await applier.disconnect()
+        ]) { haproxy in
+            var options = ApplierOptions()
+            options.strategyOverride = strategy
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
+            let sync = try await applier.synchronize()
+            #expect(sync.connected)
+            #expect(applier.contents(of: 0).count == 2)
+            let report = try await applier.apply([
+                [
+                    set("a.example.com", "be_b"), set("new.example.com", "be_new"), del("#hash"), del("never.there"),
+                ]
+            ])
+            #expect(report.rejections.isEmpty)
+            #expect(report.strategies == [strategy])
+            try expectExact(haproxy, "hosts", ["a.example.com": "be_b", "new.example.com": "be_new"])
+            // Applying the same changes again (a replay after a crash) changes nothing and adds no duplicate.
+            _ = try await applier.apply([[set("a.example.com", "be_b"), set("new.example.com", "be_new"), del("#hash")]])
+            try expectExact(haproxy, "hosts", ["a.example.com": "be_b", "new.example.com": "be_new"])
+            try expectExact(haproxy, "sentinel", ["keep": "me"])
+            await applier.disconnect()
+        }
     }
 
     static let awkward: [(String, String)] = [
@@ -67,240 +66,231 @@ struct ApplierIntegrationTests {
 
     @Test("awkward keys and values reach HAProxy verbatim through payloads, set and rebuilds")
     func verbatim() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts"), TestMap("sentinel", initialLines: ["keep me"])])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        var options = ApplierOptions()
-        options.strategyOverride = .incremental
-        let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
-        _ = try await applier.synchronize()
-        for (key, value) in Self.awkward { #expect(EntryRules.default.check(key: key, value: value) == nil, "\(key)") }
-        // 1. New keys: payload add.
-        _ = try await applier.apply([Self.awkward.map { set($0.0, $0.1) }])
-        try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: Self.awkward))
-        // 2. Existing keys: single-line set with escaping.
-        let changed = Self.awkward.map { ($0.0, $0.1 + " ;\\<<") }
-        _ = try await applier.apply([changed.map { set($0.0, $0.1) }])
-        try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: changed))
-        for (key, value) in changed {
-            let answer = try haproxy.oracle.run("get map \(haproxy.mapPath("hosts")) \(RuntimeCommand.escaped(key))")
-            #expect(answer.contains("found=yes"), "\(key): \(answer)")
-            #expect(
-                answer.contains("value=\"\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"")
-                    || answer.contains(value), "\(key): \(answer)")
+        try await withHAProxy([TestMap("hosts"), TestMap("sentinel", initialLines: ["keep me"])]) { haproxy in
+            var options = ApplierOptions()
+            options.strategyOverride = .incremental
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
+            _ = try await applier.synchronize()
+            for (key, value) in Self.awkward { #expect(EntryRules.default.check(key: key, value: value) == nil, "\(key)") }
+            // 1. New keys: payload add.
+            _ = try await applier.apply([Self.awkward.map { set($0.0, $0.1) }])
+            try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: Self.awkward))
+            // 2. Existing keys: single-line set with escaping.
+            let changed = Self.awkward.map { ($0.0, $0.1 + " ;\\<<") }
+            _ = try await applier.apply([changed.map { set($0.0, $0.1) }])
+            try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: changed))
+            for (key, value) in changed {
+                let answer = try haproxy.oracle.run("get map \(haproxy.mapPath("hosts")) \(RuntimeCommand.escaped(key))")
+                #expect(answer.contains("found=yes"), "\(key): \(answer)")
+                #expect(
+                    answer.contains("value=\"\(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"")
+                        || answer.contains(value), "\(key): \(answer)")
+            }
+            // 3. A rebuild carries them too.
+            options.strategyOverride = .rebuild
+            let rebuilder = try self.applier(haproxy, [definition(haproxy, "hosts")], options: options)
+            _ = try await rebuilder.synchronize()
+            _ = try await rebuilder.apply([Self.awkward.map { set($0.0, $0.1) }])
+            try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: Self.awkward))
+            // 4. Deleting them with escaped del leaves nothing, and the other map was never touched.
+            _ = try await rebuilder.apply([Self.awkward.map { del($0.0) }])
+            try expectExact(haproxy, "hosts", [:])
+            try expectExact(haproxy, "sentinel", ["keep": "me"])
+            #expect(try haproxy.oracle.loadedMaps() == [haproxy.mapPath("hosts"), haproxy.mapPath("sentinel")])
+            await applier.disconnect()
+            await rebuilder.disconnect()
         }
-        // 3. A rebuild carries them too.
-        options.strategyOverride = .rebuild
-        let rebuilder = try self.applier(haproxy, [definition(haproxy, "hosts")], options: options)
-        _ = try await rebuilder.synchronize()
-        _ = try await rebuilder.apply([Self.awkward.map { set($0.0, $0.1) }])
-        try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: Self.awkward))
-        // 4. Deleting them with escaped del leaves nothing, and the other map was never touched.
-        _ = try await rebuilder.apply([Self.awkward.map { del($0.0) }])
-        try expectExact(haproxy, "hosts", [:])
-        try expectExact(haproxy, "sentinel", ["keep": "me"])
-        #expect(try haproxy.oracle.loadedMaps() == [haproxy.mapPath("hosts"), haproxy.mapPath("sentinel")])
-        await applier.disconnect()
-        await rebuilder.disconnect()
     }
 
     @Test("a large batch on a large map is applied exactly, by whichever strategy costs less")
     func largeBatches() async throws {
         let initial = (0..<5000).map { "/seed\($0) s\($0)" }
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts", initialLines: initial)])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        let applier = try applier(haproxy, [definition(haproxy, "hosts")])
-        _ = try await applier.synchronize()
-        var expected = Dictionary(uniqueKeysWithValues: (0..<5000).map { ("/seed\($0)", "s\($0)") })
-        var generator = SystemRandomNumberGenerator()
-        for round in 0..<4 {
-            var changes: [String: String?] = [:]
-            for _ in 0..<3000 {
-                let key = Int.random(in: 0..<8000, using: &generator)
-                changes["/seed\(key)"] = Bool.random(using: &generator) ? "r\(round)-\(key)" : nil
+        try await withHAProxy([TestMap("hosts", initialLines: initial)]) { haproxy in
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")])
+            _ = try await applier.synchronize()
+            var expected = Dictionary(uniqueKeysWithValues: (0..<5000).map { ("/seed\($0)", "s\($0)") })
+            var generator = SystemRandomNumberGenerator()
+            for round in 0..<4 {
+                var changes: [String: String?] = [:]
+                for _ in 0..<3000 {
+                    let key = Int.random(in: 0..<8000, using: &generator)
+                    changes["/seed\(key)"] = Bool.random(using: &generator) ? "r\(round)-\(key)" : nil
+                }
+                let batch = changes.map { KeyChange(key: MapKey($0.key), value: $0.value) }
+                let report = try await applier.apply([batch])
+                #expect(report.rejections.isEmpty)
+                for (key, value) in changes { expected[key] = value }
+                try expectExact(haproxy, "hosts", expected)
             }
-            let batch = changes.map { KeyChange(key: MapKey($0.key), value: $0.value) }
-            let report = try await applier.apply([batch])
-            #expect(report.rejections.isEmpty)
-            for (key, value) in changes { expected[key] = value }
-            try expectExact(haproxy, "hosts", expected)
+            await applier.disconnect()
+
         }
-        await applier.disconnect()
     }
 
     @Test("list-matched maps keep HAProxy's order: new keys append, del then set moves a key last")
     func listOrder() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("paths", match: "sub")])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        for strategy in [ApplyStrategy.incremental, .rebuild] {
-            var options = ApplierOptions()
-            options.strategyOverride = strategy
-            let applier = try applier(haproxy, [definition(haproxy, "paths", match: .sub)], initial: [MapContents()], options: options)
-            _ = try await applier.synchronize()
-            _ = try await applier.apply([[set("/a", "1"), set("/b", "2"), set("/c", "3")]])
-            #expect(try haproxy.oracle.entries(of: haproxy.mapPath("paths")).map(\.key) == ["/a", "/b", "/c"])
-            _ = try await applier.apply([[set("/a", "1b"), KeyChange(key: MapKey("/b"), value: "2b", deletedFirst: true), set("/d", "4")]])
-            let entries = try haproxy.oracle.entries(of: haproxy.mapPath("paths"))
-            #expect(entries.map(\.key) == ["/a", "/c", "/b", "/d"], "\(strategy)")
-            #expect(entries.map(\.value) == ["1b", "3", "2b", "4"], "\(strategy)")
-            await applier.disconnect()
+        try await withHAProxy([TestMap("paths", match: "sub")]) { haproxy in
+            for strategy in [ApplyStrategy.incremental, .rebuild] {
+                var options = ApplierOptions()
+                options.strategyOverride = strategy
+                let applier = try applier(haproxy, [definition(haproxy, "paths", match: .sub)], initial: [MapContents()], options: options)
+                _ = try await applier.synchronize()
+                _ = try await applier.apply([[set("/a", "1"), set("/b", "2"), set("/c", "3")]])
+                #expect(try haproxy.oracle.entries(of: haproxy.mapPath("paths")).map(\.key) == ["/a", "/b", "/c"])
+                _ = try await applier.apply([[set("/a", "1b"), KeyChange(key: MapKey("/b"), value: "2b", deletedFirst: true), set("/d", "4")]])
+                let entries = try haproxy.oracle.entries(of: haproxy.mapPath("paths"))
+                #expect(entries.map(\.key) == ["/a", "/c", "/b", "/d"], "\(strategy)")
+                #expect(entries.map(\.value) == ["1b", "3", "2b", "4"], "\(strategy)")
+                await applier.disconnect()
+            }
         }
     }
 
     @Test("what HAProxy would refuse is reported against its change; the rest of the batch applies", arguments: [ApplyStrategy.incremental, .rebuild])
     func refusals(strategy: ApplyStrategy) async throws {
-        let haproxy = try HAProxyProcess(maps: [
+        try await withHAProxy([
             TestMap("blocked", match: "ip", initialLines: ["192.168.0.1 old"]), TestMap("weights", valueType: "int", initialLines: ["w 5"]),
-        ])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        var options = ApplierOptions()
-        options.strategyOverride = strategy
-        options.minimumRebuildSize = 0
-        let applier = try applier(haproxy, [definition(haproxy, "blocked", match: .ip), definition(haproxy, "weights", value: .int)], options: options)
-        _ = try await applier.synchronize()
-        let report = try await applier.apply([
-            [
-                set("10.0.0.1", "a", tag: 1), set("notanip", "b", tag: 2), set("10.0.0.2", "c", tag: 3), set("bad.ip", "d", tag: 4),
-                set("10.0.0.0/8", "e", tag: 5),
-            ],
-            [set("w", "notanumber", tag: 6), set("x", "7", tag: 7), set("y", "eight", tag: 8)],
-        ])
-        #expect(Set(report.rejections.compactMap(\.tag)) == [2, 4, 6, 8])
-        #expect(report.rejections.first { $0.tag == 6 }?.reason == "value is not an integer")
-        try expectExact(haproxy, "blocked", ["192.168.0.1": "old", "10.0.0.1": "a", "10.0.0.2": "c", "10.0.0.0/8": "e"])
-        try expectExact(haproxy, "weights", ["w": "5", "x": "7"])
-        #expect(applier.contents(of: 1)[MapKey("w")] == "5")
-        #expect(applier.contents(of: 0)[MapKey("notanip")] == nil)
-        await applier.disconnect()
+        ]) { haproxy in
+            var options = ApplierOptions()
+            options.strategyOverride = strategy
+            options.minimumRebuildSize = 0
+            let applier = try applier(haproxy, [definition(haproxy, "blocked", match: .ip), definition(haproxy, "weights", value: .int)], options: options)
+            _ = try await applier.synchronize()
+            let report = try await applier.apply([
+                [
+                    set("10.0.0.1", "a", tag: 1), set("notanip", "b", tag: 2), set("10.0.0.2", "c", tag: 3), set("bad.ip", "d", tag: 4),
+                    set("10.0.0.0/8", "e", tag: 5),
+                ],
+                [set("w", "notanumber", tag: 6), set("x", "7", tag: 7), set("y", "eight", tag: 8)],
+            ])
+            #expect(Set(report.rejections.compactMap(\.tag)) == [2, 4, 6, 8])
+            #expect(report.rejections.first { $0.tag == 6 }?.reason == "value is not an integer")
+            try expectExact(haproxy, "blocked", ["192.168.0.1": "old", "10.0.0.1": "a", "10.0.0.2": "c", "10.0.0.0/8": "e"])
+            try expectExact(haproxy, "weights", ["w": "5", "x": "7"])
+            #expect(applier.contents(of: 1)[MapKey("w")] == "5")
+            #expect(applier.contents(of: 0)[MapKey("notanip")] == nil)
+            await applier.disconnect()
+        }
     }
 
     @Test("a payload line HAProxy itself refuses is found, reported, and the lines after it still applied", arguments: [ApplyStrategy.incremental, .rebuild])
     func haproxyRefusals(strategy: ApplyStrategy) async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("patterns", match: "reg", initialLines: ["^/old old"])])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        var options = ApplierOptions()
-        options.strategyOverride = strategy
-        options.minimumRebuildSize = 0
-        let applier = try applier(haproxy, [definition(haproxy, "patterns", match: .reg)], options: options)
-        _ = try await applier.synchronize()
-        // Regexes are compiled by HAProxy's PCRE2; the bridge lets HAProxy judge them.
-        let changes =
-            [set("^/api", "a", tag: 1), set("(unclosed", "b", tag: 2), set("\\d+", "c", tag: 3), set("*bad", "d", tag: 4), set("^/old", "new", tag: 5)]
-            + (0..<600).map { set("^/bulk\($0)$", "v", tag: 100 + $0) } + [set("[z-a]", "e", tag: 6), set("^/last", "f", tag: 7)]
-        let report = try await applier.apply([changes])
-        #expect(Set(report.rejections.compactMap(\.tag)) == [2, 4, 6])
-        #expect(report.rejections.first { $0.tag == 2 }?.reason.contains("missing closing parenthesis") == true)
-        var expected = ["^/api": "a", "\\d+": "c", "^/old": "new", "^/last": "f"]
-        for index in 0..<600 { expected["^/bulk\(index)$"] = "v" }
-        try expectExact(haproxy, "patterns", expected)
-        #expect(applier.contents(of: 0).count == expected.count)
-        await applier.disconnect()
+        try await withHAProxy([TestMap("patterns", match: "reg", initialLines: ["^/old old"])]) { haproxy in
+            var options = ApplierOptions()
+            options.strategyOverride = strategy
+            options.minimumRebuildSize = 0
+            let applier = try applier(haproxy, [definition(haproxy, "patterns", match: .reg)], options: options)
+            _ = try await applier.synchronize()
+            // Regexes are compiled by HAProxy's PCRE2; the bridge lets HAProxy judge them.
+            let changes =
+                [set("^/api", "a", tag: 1), set("(unclosed", "b", tag: 2), set("\\d+", "c", tag: 3), set("*bad", "d", tag: 4), set("^/old", "new", tag: 5)]
+                + (0..<600).map { set("^/bulk\($0)$", "v", tag: 100 + $0) } + [set("[z-a]", "e", tag: 6), set("^/last", "f", tag: 7)]
+            let report = try await applier.apply([changes])
+            #expect(Set(report.rejections.compactMap(\.tag)) == [2, 4, 6])
+            #expect(report.rejections.first { $0.tag == 2 }?.reason.contains("missing closing parenthesis") == true)
+            var expected = ["^/api": "a", "\\d+": "c", "^/old": "new", "^/last": "f"]
+            for index in 0..<600 { expected["^/bulk\(index)$"] = "v" }
+            try expectExact(haproxy, "patterns", expected)
+            #expect(applier.contents(of: 0).count == expected.count)
+            await applier.disconnect()
+        }
     }
 
     @Test("after HAProxy restarts (runtime changes lost), synchronisation restores the desired state")
     func restartResync() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts", initialLines: ["file.only value"])])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        let applier = try applier(haproxy, [definition(haproxy, "hosts")])
-        _ = try await applier.synchronize()
-        _ = try await applier.apply([(0..<300).map { set("/k\($0)", "v\($0)") } + [del("file.only")]])
-        var expected = Dictionary(uniqueKeysWithValues: (0..<300).map { ("/k\($0)", "v\($0)") })
-        try expectExact(haproxy, "hosts", expected)
-        try await haproxy.restart()
-        try expectExact(haproxy, "hosts", ["file.only": "value"])
-        await #expect(throws: (any Error).self) { try await applier.apply([[set("/k1", "new")]]) }
-        let sync = try await applier.synchronize()
-        #expect(sync.processChanged)
-        #expect(sync.resynced.count == 1)
-        expected["/k1"] = "new"
-        try expectExact(haproxy, "hosts", expected)
-        await applier.disconnect()
+        try await withHAProxy([TestMap("hosts", initialLines: ["file.only value"])]) { haproxy in
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")])
+            _ = try await applier.synchronize()
+            _ = try await applier.apply([(0..<300).map { set("/k\($0)", "v\($0)") } + [del("file.only")]])
+            var expected = Dictionary(uniqueKeysWithValues: (0..<300).map { ("/k\($0)", "v\($0)") })
+            try expectExact(haproxy, "hosts", expected)
+            try await haproxy.restart()
+            try expectExact(haproxy, "hosts", ["file.only": "value"])
+            await #expect(throws: (any Error).self) { try await applier.apply([[set("/k1", "new")]]) }
+            let sync = try await applier.synchronize()
+            #expect(sync.processChanged)
+            #expect(sync.resynced.count == 1)
+            expected["/k1"] = "new"
+            try expectExact(haproxy, "hosts", expected)
+            await applier.disconnect()
+        }
     }
 
     @Test("a session killed mid-batch leaves the batch to be completed by the next synchronisation")
     func killedMidBatch() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts")])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        var options = ApplierOptions()
-        options.strategyOverride = .incremental
-        let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
-        _ = try await applier.synchronize()
-        _ = try await applier.apply([(0..<2000).map { set("/k\($0)", "v0") }])
-        // 2000 pipelined sets; HAProxy dies while they are in flight.
-        let killer = Task {
-            try await waitUntil("some sets to land", every: .milliseconds(1)) {
-                (try? haproxy.oracle.run("get map \(haproxy.mapPath("hosts")) /k1999"))?.contains("v1") ?? true
-                    || (try? haproxy.oracle.run("get map \(haproxy.mapPath("hosts")) /k0"))?.contains("v1") ?? true
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            var options = ApplierOptions()
+            options.strategyOverride = .incremental
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
+            _ = try await applier.synchronize()
+            _ = try await applier.apply([(0..<2000).map { set("/k\($0)", "v0") }])
+            // 2000 pipelined sets; HAProxy dies while they are in flight.
+            let killer = Task {
+                try await waitUntil("some sets to land", every: .milliseconds(1)) {
+                    (try? haproxy.oracle.run("get map \(haproxy.mapPath("hosts")) /k1999"))?.contains("v1") ?? true
+                        || (try? haproxy.oracle.run("get map \(haproxy.mapPath("hosts")) /k0"))?.contains("v1") ?? true
+                }
+                haproxy.kill()
             }
+            do {
+                _ = try await applier.apply([(0..<2000).map { set("/k\($0)", "v1") }])
+            } catch {
+                // Expected when the kill lands mid-batch.
+            }
+            _ = try? await killer.value
             haproxy.kill()
+            try await haproxy.start()
+            _ = try await applier.synchronize()
+            try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: (0..<2000).map { ("/k\($0)", "v1") }))
+            await applier.disconnect()
         }
-        do {
-            _ = try await applier.apply([(0..<2000).map { set("/k\($0)", "v1") }])
-        } catch {
-            // Expected when the kill lands mid-batch.
-        }
-        _ = try? await killer.value
-        haproxy.kill()
-        try await haproxy.start()
-        _ = try await applier.synchronize()
-        try expectExact(haproxy, "hosts", Dictionary(uniqueKeysWithValues: (0..<2000).map { ("/k\($0)", "v1") }))
-        await applier.disconnect()
     }
 
     @Test("payloads fit a small tune.bufsize; an over-long one fails loudly instead of vanishing")
     func smallBuffer() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts")], bufsize: 4096)
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        let fitting = try applier(haproxy, [definition(haproxy, "hosts")], options: ApplierOptions(bufsize: 4096))
-        _ = try await fitting.synchronize()
-        let rules = EntryRules(bufsize: 4096)
-        let big = String(repeating: "v", count: rules.maxEntryBytes - 10)
-        let changes = (0..<2000).map { set("/k\($0)", "v\($0)") } + [set("/big", big)]
-        let report = try await fitting.apply([changes])
-        #expect(report.rejections.isEmpty)
-        var expected = Dictionary(uniqueKeysWithValues: (0..<2000).map { ("/k\($0)", "v\($0)") })
-        expected["/big"] = big
-        try expectExact(haproxy, "hosts", expected)
-        await fitting.disconnect()
+        try await withHAProxy([TestMap("hosts")], bufsize: 4096) { haproxy in
+            let fitting = try applier(haproxy, [definition(haproxy, "hosts")], options: ApplierOptions(bufsize: 4096))
+            _ = try await fitting.synchronize()
+            let rules = EntryRules(bufsize: 4096)
+            let big = String(repeating: "v", count: rules.maxEntryBytes - 10)
+            let changes = (0..<2000).map { set("/k\($0)", "v\($0)") } + [set("/big", big)]
+            let report = try await fitting.apply([changes])
+            #expect(report.rejections.isEmpty)
+            var expected = Dictionary(uniqueKeysWithValues: (0..<2000).map { ("/k\($0)", "v\($0)") })
+            expected["/big"] = big
+            try expectExact(haproxy, "hosts", expected)
+            await fitting.disconnect()
 
-        var tooBig = ApplierOptions()
-        tooBig.payloadBudget = 12288  // three times HAProxy's buffer
-        let careless = try applier(haproxy, [definition(haproxy, "hosts")], options: tooBig)
-        _ = try await careless.synchronize()
-        await #expect(throws: MapperError.self) {
-            _ = try await careless.apply([(0..<2000).map { set("/other\($0)", "v") }])
+            var tooBig = ApplierOptions()
+            tooBig.payloadBudget = 12288  // three times HAProxy's buffer
+            let careless = try applier(haproxy, [definition(haproxy, "hosts")], options: tooBig)
+            _ = try await careless.synchronize()
+            await #expect(throws: MapperError.self) {
+                _ = try await careless.apply([(0..<2000).map { set("/other\($0)", "v") }])
+            }
+            await careless.disconnect()
         }
-        await careless.disconnect()
     }
 
     @Test("duplicate entries in HAProxy's map are removed by an atomic rebuild")
     func duplicatesRepaired() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts", initialLines: ["a 1", "b 2", "a 3"])])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        let applier = try applier(haproxy, [definition(haproxy, "hosts")])
-        let sync = try await applier.synchronize()
-        #expect(sync.resynced.first?.comparison.duplicated == [MapKey("a")])
-        #expect(sync.resynced.first?.strategy == .rebuild)
-        try expectExact(haproxy, "hosts", ["a": "1", "b": "2"])
-        await applier.disconnect()
+        try await withHAProxy([TestMap("hosts", initialLines: ["a 1", "b 2", "a 3"])]) { haproxy in
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")])
+            let sync = try await applier.synchronize()
+            #expect(sync.resynced.first?.comparison.duplicated == [MapKey("a")])
+            #expect(sync.resynced.first?.strategy == .rebuild)
+            try expectExact(haproxy, "hosts", ["a": "1", "b": "2"])
+            await applier.disconnect()
+        }
     }
 
     @Test("a map HAProxy has not loaded is an error naming it, before anything is sent")
     func unknownMap() async throws {
-        let haproxy = try HAProxyProcess(maps: [TestMap("hosts")])
-        try await haproxy.start()
-        defer { Task { await haproxy.destroy() } }
-        let applier = try applier(haproxy, [MapDefinition(name: "ghost", path: "/etc/haproxy/ghost.map")])
-        let error = await #expect(throws: MapperError.self) { try await applier.synchronize() }
-        #expect(error?.code == .unknownMap)
-        #expect(error?.reason.contains("ghost") == true)
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            let applier = try applier(haproxy, [MapDefinition(name: "ghost", path: "/etc/haproxy/ghost.map")])
+            let error = await #expect(throws: MapperError.self) { try await applier.synchronize() }
+            #expect(error?.code == .unknownMap)
+            #expect(error?.reason.contains("ghost") == true)
+        }
     }
 }
