@@ -45,6 +45,7 @@ echo "== starting mapbridge with config/mapbridge.yaml and an embedded Kafka bro
 export MAPBRIDGE_HAPROXY_SOCKET="unix://$work/admin.sock"
 export MAPBRIDGE_MAPS_HOSTS_PATH="$work/maps/hosts.map"
 export MAPBRIDGE_MAPS_BLOCKLIST_PATH="$work/maps/blocklist.map"
+export MAPBRIDGE_STATE_DIRECTORY="$work/state"
 "$bin" run --config config/mapbridge.yaml --embedded-broker --bootstrap-file "$work/bootstrap" 2>"$work/mapbridge.log" &
 bridge_pid=$!
 wait_for 30 test -s "$work/bootstrap"

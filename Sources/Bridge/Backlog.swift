@@ -31,6 +31,8 @@ final class RevokeRequest: Sendable {
 enum BacklogItem: Sendable {
     case batch(Batch)
     case revoke(RevokeRequest)
+    /// Partitions were assigned; their messages follow.
+    case assigned([TopicPartition])
     /// Nothing arrived before the caller's idle deadline.
     case idle
 }
@@ -44,7 +46,7 @@ final class Backlog: Sendable {
         var chunks = Deque<Batch>()
         var events = 0
         var bytes = 0
-        var revokes = Deque<RevokeRequest>()
+        var controls = Deque<BacklogItem>()
         var closed = false
         var failure: (any Error)?
         var paused = false
@@ -85,9 +87,18 @@ final class Backlog: Sendable {
 
     /// Queues a rebalance ahead of every batch; false when the backlog is closed.
     func push(_ request: RevokeRequest) -> Bool {
+        push(control: .revoke(request))
+    }
+
+    /// Queues an assignment ahead of every batch (its partitions' messages come after it).
+    func pushAssigned(_ partitions: [TopicPartition]) {
+        _ = push(control: .assigned(partitions))
+    }
+
+    private func push(control: BacklogItem) -> Bool {
         let accepted = state.withLock { state -> Bool in
             guard !state.closed else { return false }
-            state.revokes.append(request)
+            state.controls.append(control)
             return true
         }
         if accepted { wakeUp.signal() }
@@ -152,7 +163,7 @@ final class Backlog: Sendable {
             let decision = state.withLock { state -> Decision in
                 if let failure = state.failure { return .failed(failure) }
                 if state.closed { return .closed }
-                if let revoke = state.revokes.popFirst() { return .item(.revoke(revoke)) }
+                if let control = state.controls.popFirst() { return .item(control) }
                 let due = state.chunks.first.map { $0.arrival + maxWait }
                 if let due, state.events >= batchLimit || now >= due {
                     return .item(.batch(Self.take(&state, limit: batchLimit)))

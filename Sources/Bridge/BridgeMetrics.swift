@@ -22,6 +22,8 @@ final class BridgeMetrics: Sendable {
     let backlogEvents = Gauge(label: "mapbridge_backlog_events")
     let backlogBytes = Gauge(label: "mapbridge_backlog_bytes")
     let inSync = Gauge(label: "mapbridge_haproxy_in_sync")
+    let persistDuration = Timer(label: "mapbridge_state_persist_duration_seconds", preferredDisplayUnit: .seconds)
+    let persistErrors = Counter(label: "mapbridge_state_persist_errors_total")
     let applyDuration = Timer(label: "mapbridge_apply_duration_seconds", preferredDisplayUnit: .seconds)
     let eventToApplied = Timer(label: "mapbridge_event_to_applied_seconds", preferredDisplayUnit: .seconds)
     private let batchesByStrategy = Mutex<[String: Counter]>([:])

@@ -33,13 +33,26 @@ public final class BridgeService: Service, Sendable {
         let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
         intake.onPause { [weak consumer] in consumer?.pause() }
         self.consumer.withLock { $0.value = consumer }
+        let owners = OwnerTable()
+        let store = StateStore(configuration: configuration, owners: owners, logger: logger)
+        try store.prepare()
+        let stored = try store.load()
+        for (map, state) in zip(configuration.maps, stored) {
+            if let contents = state.contents {
+                logger.info("loaded the stored state", metadata: ["map": "\(map.name)", "map.entries": "\(contents.count)", "offsets": "\(describeNames(state.offsets))"])
+            } else {
+                logger.info("no stored state yet: HAProxy's live map is the starting state", metadata: ["map": "\(map.name)"])
+            }
+        }
         let applier = MapApplier(
-            maps: configuration.mapDefinitions, initial: configuration.maps.map { _ in nil },
+            maps: configuration.mapDefinitions, initial: stored.map(\.contents),
             endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
             options: configuration.applierOptions, logger: logger)
+        // Until partitions are assigned, this bridge owns nothing: it only connects and checks.
+        applier.setOwnership(exclusive: false, owned: [])
         let pipeline = Pipeline(
             configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
-            metrics: BridgeMetrics(), logger: logger)
+            metrics: BridgeMetrics(), owners: owners, store: store, logger: logger)
         logger.info(
             "mapbridge starting",
             metadata: [
@@ -65,4 +78,9 @@ public final class BridgeService: Service, Sendable {
         if let failure { throw failure }
         logger.info("mapbridge stopped cleanly")
     }
+}
+
+/// Stored offsets (`topic:partition` names) for logs.
+func describeNames(_ offsets: [String: Int64]) -> String {
+    offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
 }

@@ -117,7 +117,7 @@ extension BridgeConfiguration {
             "haproxy.socket", "haproxy.bufsize", "haproxy.timeout_ms", "haproxy.connect_timeout_ms", "haproxy.max_in_flight",
             "haproxy.cli_timeout_s", "haproxy.check_interval_ms", "haproxy.reconnect.initial_ms", "haproxy.reconnect.max_ms",
             "batch.max_events", "batch.max_wait_ms", "backlog.max_events", "backlog.max_bytes", "commit.interval_ms",
-            "dead_letter.topic", "shutdown.timeout_ms", "log.level",
+            "dead_letter.topic", "shutdown.timeout_ms", "log.level", "state.directory",
         ]
         for path in scalars {
             table["MAPBRIDGE_" + path.uppercased().replacingOccurrences(of: ".", with: "_")] = path.split(separator: ".").map(String.init)
@@ -134,7 +134,7 @@ extension BridgeConfiguration {
         var declaredMaps: [String: [String]] = [:]
         if case .mapping(let entries, _)? = root.child("maps") {
             for (name, _) in entries {
-                for field in ["path", "type", "value_type"] {
+                for field in ["path", "type", "value_type", "write_map_file"] {
                     declaredMaps[environmentName(forMap: name, field)] = ["maps", name, field]
                 }
             }
@@ -234,6 +234,17 @@ struct ConfigDecoder {
         return number
     }
 
+    mutating func bool(_ node: ConfigNode?, _ path: String, default value: Bool) -> Bool {
+        guard let text = string(node, path) else { return value }
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default:
+            problem(path, node, "expected true or false, not '\(text)'")
+            return value
+        }
+    }
+
     mutating func choice<T: RawRepresentable & CaseIterable>(_ node: ConfigNode?, _ path: String, default value: T) -> T where T.RawValue == String {
         guard let text = string(node, path) else { return value }
         guard let chosen = T(rawValue: text) else {
@@ -245,7 +256,7 @@ struct ConfigDecoder {
 
     mutating func decode(_ root: ConfigNode) -> BridgeConfiguration {
         let top = section(
-            root, "", allowed: ["kafka", "haproxy", "topics", "maps", "batch", "backlog", "commit", "dead_letter", "shutdown", "log"])
+            root, "", allowed: ["kafka", "haproxy", "topics", "maps", "batch", "backlog", "commit", "dead_letter", "shutdown", "log", "state"])
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
         var configuration = BridgeConfiguration(groupID: "mapbridge-\(host)")
 
@@ -306,7 +317,7 @@ struct ConfigDecoder {
                 if name.isEmpty || name.contains(where: { $0.isWhitespace }) {
                     problem(path, value, "a map name must be a non-empty word")
                 }
-                let fields = section(value, path, allowed: ["path", "type", "value_type"])
+                let fields = section(value, path, allowed: ["path", "type", "value_type", "write_map_file"])
                 guard let mapPath = string(fields["path"], "\(path).path"), !mapPath.isEmpty else {
                     problem("\(path).path", value, "required: the map as HAProxy names it (its file's path)")
                     continue
@@ -317,6 +328,7 @@ struct ConfigDecoder {
                 var map = BridgeConfiguration.Map(name: name, path: mapPath)
                 map.match = choice(fields["type"], "\(path).type", default: MatchType.str)
                 map.valueType = choice(fields["value_type"], "\(path).value_type", default: ValueType.str)
+                map.writeMapFile = bool(fields["write_map_file"], "\(path).write_map_file", default: true)
                 configuration.maps.append(map)
             }
         case nil, .null?:
@@ -381,6 +393,8 @@ struct ConfigDecoder {
         }
         let shutdown = section(top["shutdown"], "shutdown", allowed: ["timeout_ms"])
         configuration.shutdownTimeoutMilliseconds = int(shutdown["timeout_ms"], "shutdown.timeout_ms", default: 10000, range: 0...600_000)
+        let state = section(top["state"], "state", allowed: ["directory"])
+        configuration.stateDirectory = string(state["directory"], "state.directory", nonEmpty: true, default: configuration.stateDirectory)
         let log = section(top["log"], "log", allowed: ["level"])
         if let level = string(log["level"], "log.level") {
             if let parsed = Logger.Level(rawValue: level.lowercased()) {

@@ -60,12 +60,16 @@ public struct BridgeConfiguration: Sendable, Equatable {
         public var match: MatchType = .str
         /// What HAProxy parses values as (`map_<type>_<value_type>`): str (default), int, ip.
         public var valueType: ValueType = .str
+        /// Write the desired state to the map's file too (`path`), so that HAProxy loads it when it
+        /// starts: for a bridge running beside HAProxy. Default true.
+        public var writeMapFile = true
 
-        public init(name: String, path: String, match: MatchType = .str, valueType: ValueType = .str) {
+        public init(name: String, path: String, match: MatchType = .str, valueType: ValueType = .str, writeMapFile: Bool = true) {
             self.name = name
             self.path = path
             self.match = match
             self.valueType = valueType
+            self.writeMapFile = writeMapFile
         }
     }
 
@@ -95,6 +99,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var deadLetterTopic: String?
     /// How long a graceful shutdown may spend finishing the batch in flight. Default 10000.
     public var shutdownTimeoutMilliseconds = 10000
+    /// Where the desired state of every map is kept (shared by bridges serving the same HAProxy).
+    /// Default `/var/lib/mapbridge`.
+    public var stateDirectory = "/var/lib/mapbridge"
     public var logLevel: Logger.Level = .info
 
     public init(groupID: String) {

@@ -94,7 +94,10 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         }
     }
 
-    func assigned(_ partitions: [TopicPartition]) {}
+    func assigned(_ partitions: [TopicPartition]) {
+        endOfBurst()
+        backlog.pushAssigned(partitions)
+    }
 
     func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] {
         endOfBurst()

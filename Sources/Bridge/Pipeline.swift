@@ -2,6 +2,7 @@ import Consumer
 import Foundation
 import Logging
 import Mapper
+import NIOPosix
 
 /// Joins the consumer and HAProxy: takes batches from the backlog, coalesces them, has the applier
 /// apply them until HAProxy acknowledges every command, and only then counts their offsets as done;
@@ -17,8 +18,16 @@ final class Pipeline {
     let consumer: KafkaConsumer
     let status: BridgeStatus
     let metrics: BridgeMetrics
+    let owners: OwnerTable
+    let store: StateStore
     var logger: Logger
     private var tracker = OffsetTracker()
+    /// The partitions this bridge owns now.
+    private var ownedPartitions: Set<TopicPartition> = []
+    /// Partitions per subscribed topic, from the cluster's metadata.
+    private var partitionCounts: [String: Int32] = [:]
+    /// Maps changed since their state was last stored.
+    private var dirtyMaps: Set<Int> = []
     private var lastCommit = ContinuousClock.now
     private var lastCheck = ContinuousClock.now
     private var shutdownDeadline: ContinuousClock.Instant?
@@ -26,8 +35,10 @@ final class Pipeline {
 
     init(
         configuration: BridgeConfiguration, applier: MapApplier, backlog: Backlog, intake: MessageIntake, consumer: KafkaConsumer,
-        status: BridgeStatus, metrics: BridgeMetrics, logger: Logger
+        status: BridgeStatus, metrics: BridgeMetrics, owners: OwnerTable, store: StateStore, logger: Logger
     ) {
+        self.owners = owners
+        self.store = store
         self.configuration = configuration
         self.applier = applier
         self.backlog = backlog
@@ -58,7 +69,9 @@ final class Pipeline {
             case .batch(let batch):
                 guard try await process(batch) else { break }
             case .revoke(let request):
-                revoke(request)
+                await revoke(request)
+            case .assigned(let partitions):
+                guard try await assigned(partitions) else { break }
             case .idle:
                 break
             }
@@ -67,7 +80,7 @@ final class Pipeline {
                 consumer.resume()
             }
             let now = ContinuousClock.now
-            if now >= lastCommit + commitInterval { commit() }
+            if now >= lastCommit + commitInterval { await commit() }
             if now >= lastCheck + checkInterval {
                 lastCheck = now
                 guard try await checkHAProxy() else { break }
@@ -77,6 +90,39 @@ final class Pipeline {
             metrics.backlogBytes.record(size.bytes)
         }
         await finalCommit()
+    }
+
+    // MARK: - Ownership
+
+    /// True when this bridge owns every partition of its topics: it is then HAProxy's only writer.
+    private var isExclusive: Bool {
+        let total = configuration.topics.reduce(0) { $0 + Int(partitionCounts[$1.name] ?? -1_000_000) }
+        return total > 0 && ownedPartitions.count == total
+    }
+
+    /// Partitions were given to this bridge: what it did not own before is reloaded from the state
+    /// files (the previous owner stored it before committing), then HAProxy is brought in line.
+    private func assigned(_ partitions: [TopicPartition]) async throws -> Bool {
+        let before = Set(ownedPartitions.map(owners.id))
+        ownedPartitions.formUnion(partitions)
+        if let counts = try? await consumer.partitionCounts(configuration.topics.map(\.name)) {
+            partitionCounts = counts
+        }
+        do {
+            let stored = try await NIOThreadPool.singleton.runIfActive { [store] in try store.reload(except: before) }
+            let refresh = owners.allIDs.subtracting(before)
+            for (map, view) in stored.enumerated() {
+                guard let view else { continue }
+                applier.replace(map: map, owners: refresh, entries: view.entries, tombstones: view.tombstones)
+            }
+        } catch {
+            logger.error("cannot read the stored state of newly assigned partitions", metadata: ["error": "\(error)"])
+        }
+        applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
+        logger.info(
+            "partitions assigned",
+            metadata: ["kafka.partitions": "\(partitions.sorted())", "owned": "\(ownedPartitions.count)", "exclusive": "\(isExclusive)"])
+        return try await synchronizeUntilDone(reason: "assignment") != nil
     }
 
     // MARK: - Batches
@@ -89,10 +135,21 @@ final class Pipeline {
         for message in batch.messages {
             if let invalid = message.invalid { reportInvalid(message, invalid) }
         }
-        let coalesced = Coalescer.coalesce(batch.changes, mapCount: configuration.maps.count)
+        var partitionOwners: [TopicPartition: MapContents.Owner] = [:]
+        let messageOwners = batch.messages.map { message in
+            if let id = partitionOwners[message.partition] { return id }
+            let id = owners.id(message.partition)
+            partitionOwners[message.partition] = id
+            return id
+        }
+        let coalesced = Coalescer.coalesce(batch.changes, mapCount: configuration.maps.count, owners: messageOwners)
         let distinct = coalesced.reduce(0) { $0 + $1.count }
         if distinct > 0 {
             metrics.coalescingRatio.record(Double(batch.changes.count) / Double(distinct))
+            for (map, changes) in coalesced.enumerated() where !changes.isEmpty { dirtyMaps.insert(map) }
+            if !applier.isInSync {
+                guard try await synchronizeUntilDone(reason: "before a batch") != nil else { return false }
+            }
             guard let report = try await applyUntilAcknowledged(coalesced) else {
                 logger.warning(
                     "shutting down: abandoning the batch in flight; it is consumed again after restart", metadata: ["batch.events": "\(batch.events)"])
@@ -277,33 +334,64 @@ final class Pipeline {
         }
     }
 
-    /// Commits every offset whose messages HAProxy has acknowledged (and only those).
-    private func commit() {
+    /// Stores the state of the changed maps durably, with the offsets it reflects; false when it
+    /// could not be stored (then nothing may be committed).
+    private func persist() async -> Bool {
+        guard !dirtyMaps.isEmpty else { return true }
+        let started = clock.now
+        let snapshots = dirtyMaps.sorted().map { map in
+            let contents = applier.contents(of: map)
+            return MapSnapshot(map: map, entries: contents.ownedEntries(ordered: true), tombstones: contents.tombstones)
+        }
+        let offsets = tracker.committable
+        let owned: Set<MapContents.Owner>? = isExclusive ? nil : Set(ownedPartitions.map(owners.id))
+        do {
+            try await NIOThreadPool.singleton.runIfActive { [store] in try store.store(snapshots, offsets: offsets, owned: owned) }
+        } catch {
+            metrics.persistErrors.increment()
+            logger.error("cannot store the maps' state; nothing is committed until it can be", metadata: ["error": "\(error)"])
+            return false
+        }
+        applier.clearTombstones()
+        dirtyMaps.removeAll()
+        metrics.persistDuration.recordNanoseconds((clock.now - started).nanoseconds)
+        return true
+    }
+
+    /// Stores the state, then commits every offset whose messages HAProxy has acknowledged.
+    private func commit() async {
         lastCommit = .now
         collectCommitOutcomes()
         let offsets = tracker.uncommitted
-        guard !offsets.isEmpty else { return }
+        guard !offsets.isEmpty || !dirtyMaps.isEmpty else { return }
+        guard await persist(), !offsets.isEmpty else { return }
         consumer.commit(offsets)
         tracker.committed(offsets)
     }
 
-    private func revoke(_ request: RevokeRequest) {
+    /// Partitions are being taken away: the work in flight is done (batches are applied one at a
+    /// time), so store the state and hand back their offsets to commit.
+    private func revoke(_ request: RevokeRequest) async {
         collectCommitOutcomes()
+        let stored = await persist()
         let offsets = tracker.revoke(request.partitions)
-        request.answer(offsets)
-        if !offsets.isEmpty && !request.lost {
+        request.answer(stored && !request.lost ? offsets : [:])
+        if stored && !offsets.isEmpty && !request.lost {
             status.update { status in
                 for (partition, offset) in offsets where offset > status.committed[partition] ?? -1 { status.committed[partition] = offset }
             }
         }
+        ownedPartitions.subtract(request.partitions)
+        applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
         logger.info(
             "gave up partitions after finishing their work in flight",
-            metadata: ["kafka.partitions": "\(request.partitions.sorted())", "kafka.lost": "\(request.lost)"])
+            metadata: ["kafka.partitions": "\(request.partitions.sorted())", "kafka.lost": "\(request.lost)", "owned": "\(ownedPartitions.count)"])
     }
 
-    /// At shutdown: commit what HAProxy acknowledged, waiting a bounded time for the coordinator.
+    /// At shutdown: store the state, then commit what HAProxy acknowledged, waiting a bounded time.
     private func finalCommit() async {
         collectCommitOutcomes()
+        guard await persist() else { return }
         let offsets = tracker.uncommitted
         guard !offsets.isEmpty else { return }
         let consumer = self.consumer
@@ -330,11 +418,16 @@ final class Pipeline {
                 status.commits += 1
                 for (partition, offset) in offsets { status.committed[partition] = offset }
             }
-            logger.info("committed acknowledged offsets at shutdown", metadata: ["kafka.offsets": "\(offsets.sorted { $0.key < $1.key })"])
+            logger.info("committed acknowledged offsets at shutdown", metadata: ["kafka.offsets": "\(describe(offsets))"])
         } else {
             logger.warning("could not commit at shutdown; the last changes are consumed again after restart (idempotent)")
         }
     }
+}
+
+/// Offsets as `topic[partition]=offset`, for logs.
+func describe(_ offsets: [TopicPartition: Int64]) -> String {
+    offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
 }
 
 extension Duration {

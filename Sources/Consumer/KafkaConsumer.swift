@@ -176,6 +176,33 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     public func resume() { enqueue(.resume) }
 
+    /// How many partitions each topic has, from the cluster's metadata (asked on the polling thread).
+    public func partitionCounts(_ topics: [String], timeoutMilliseconds: Int32 = 5000) async throws -> [String: Int32] {
+        try await withCheckedThrowingContinuation { continuation in
+            let accepted = enqueue(
+                .query({ handle in
+                    var counts: [String: Int32] = [:]
+                    for topic in topics {
+                        guard let rkt = rd_kafka_topic_new(handle, topic, nil) else { continue }
+                        defer { rd_kafka_topic_destroy(rkt) }
+                        var metadata: UnsafePointer<rd_kafka_metadata>?
+                        let error = rd_kafka_metadata(handle, 0, rkt, &metadata, timeoutMilliseconds)
+                        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
+                            continuation.resume(throwing: KafkaError(.operation, "metadata of \(topic)", error))
+                            return
+                        }
+                        defer { rd_kafka_metadata_destroy(metadata) }
+                        if metadata.pointee.topic_cnt > 0 {
+                            let found = metadata.pointee.topics[0]
+                            if found.err == RD_KAFKA_RESP_ERR_NO_ERROR { counts[topic] = found.partition_cnt }
+                        }
+                    }
+                    continuation.resume(returning: counts)
+                }))
+            if !accepted { continuation.resume(throwing: KafkaError(.operation, "the consumer is closed")) }
+        }
+    }
+
     /// Raises a fatal error inside librdkafka (`rd_kafka_test_fatal_error`), exactly as a real one
     /// would arrive: for fault-injection tests of what happens next.
     public func injectFatalError(code: Int32, reason: String) {

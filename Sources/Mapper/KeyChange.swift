@@ -8,12 +8,15 @@ public struct KeyChange: Sendable, Equatable {
     public var deletedFirst: Bool
     /// The caller's reference for the event that decided this change (to report a rejection).
     public var tag: Int
+    /// The source that owns the key from now on (the partition of the event).
+    public var owner: MapContents.Owner
 
-    public init(key: MapKey, value: String?, deletedFirst: Bool = false, tag: Int = 0) {
+    public init(key: MapKey, value: String?, deletedFirst: Bool = false, tag: Int = 0, owner: MapContents.Owner = MapContents.unowned) {
         self.key = key
         self.value = value
         self.deletedFirst = deletedFirst
         self.tag = tag
+        self.owner = owner
     }
 }
 
@@ -69,13 +72,14 @@ public struct MapComparison: Sendable, Equatable {
     public static func compare(desired: MapContents, live: some Sequence<(key: String, value: String)>, orderSensitive: Bool) -> MapComparison {
         var result = MapComparison()
         var seen = Set<MapKey>(minimumCapacity: desired.count)
+        var duplicated = Set<MapKey>()
         var lastSequence: UInt64? = nil
         var present = 0
         for (keyText, value) in live {
             result.liveCount += 1
             let key = MapKey(keyText)
             guard seen.insert(key).inserted else {
-                if result.duplicated.last != key { result.duplicated.append(key) }
+                if duplicated.insert(key).inserted { result.duplicated.append(key) }
                 continue
             }
             guard let wanted = desired[key] else {
@@ -93,6 +97,34 @@ public struct MapComparison: Sendable, Equatable {
             for (key, _) in desired.entries(ordered: false) where !seen.contains(key) {
                 result.missing.append(key)
             }
+        }
+        return result
+    }
+
+    /// Compares only the keys owned by `owned` sources (when sharing a map with other bridges):
+    /// their desired entries and their tombstones. Keys of other owners, and unowned ones, are not
+    /// this bridge's to judge. Order is not compared (several writers interleave their adds).
+    public static func compare(desired: MapContents, live: some Sequence<(key: String, value: String)>, owned: Set<MapContents.Owner>) -> MapComparison {
+        var result = MapComparison()
+        var seen = Set<MapKey>()
+        var duplicated = Set<MapKey>()
+        var extra = Set<MapKey>()
+        for (keyText, value) in live {
+            result.liveCount += 1
+            let key = MapKey(keyText)
+            if let owner = desired.owner(of: key) {
+                guard owned.contains(owner) else { continue }
+                guard seen.insert(key).inserted else {
+                    if duplicated.insert(key).inserted { result.duplicated.append(key) }
+                    continue
+                }
+                if !bytesEqual(desired[key]!, value) { result.different.append(key) }
+            } else if let remover = desired.tombstones[key], owned.contains(remover), extra.insert(key).inserted {
+                result.extra.append(key)
+            }
+        }
+        for entry in desired.ownedEntries(ordered: false) where owned.contains(entry.owner) && !seen.contains(entry.key) {
+            result.missing.append(entry.key)
         }
         return result
     }

@@ -59,6 +59,7 @@ public final class MapApplier {
 
     struct Uncertain {
         var before: String?
+        var beforeOwner: MapContents.Owner?
         var tag: Int
     }
 
@@ -67,6 +68,12 @@ public final class MapApplier {
     public var logger: Logger
     private var maps: [MapState]
     private var connection: RuntimeConnection?
+    /// Whether this bridge is HAProxy's only writer for its maps (it owns every source). Another
+    /// bridge may otherwise be changing other keys of the same maps at the same time, so atomic
+    /// rebuilds (whose commit would drop its changes) are off, and repairs touch only owned keys.
+    public private(set) var exclusive = true
+    /// In shared mode, the sources whose keys this bridge writes.
+    public private(set) var owned: Set<MapContents.Owner> = []
     public private(set) var info: HAProxyInfo?
     public private(set) var costModel = ApplyCostModel()
     private let clock = ContinuousClock()
@@ -84,6 +91,31 @@ public final class MapApplier {
     public var definitions: [MapDefinition] { maps.map(\.definition) }
 
     public func contents(of map: Int) -> MapContents { maps[map].contents }
+
+    /// Forgets the maps' tombstones (once the state holding them is stored).
+    public func clearTombstones() {
+        for index in maps.indices { maps[index].contents.clearTombstones() }
+    }
+
+    /// Switches between being HAProxy's only writer and sharing the maps with other bridges
+    /// (writing only the keys of the `owned` sources). Every map is compared again.
+    public func setOwnership(exclusive: Bool, owned: Set<MapContents.Owner>) {
+        if exclusive != self.exclusive || owned != self.owned {
+            logger.info(
+                exclusive ? "this bridge is the maps' only writer" : "sharing the maps with other bridges: writing only the keys of owned partitions",
+                metadata: ["owned.count": "\(owned.count)"])
+        }
+        self.exclusive = exclusive
+        self.owned = owned
+        invalidate()
+    }
+
+    /// Takes over sources from another bridge: their entries and tombstones in map `map` become
+    /// the given ones (its stored view), and the map is compared with HAProxy again.
+    public func replace(map: Int, owners: Set<MapContents.Owner>, entries: [MapContents.Entry], tombstones: [MapKey: MapContents.Owner]) {
+        maps[map].contents.replace(owners: owners, with: entries, tombstones: tombstones)
+        maps[map].inSync = false
+    }
 
     public var isConnected: Bool { connection?.isActive ?? false }
 
@@ -195,7 +227,9 @@ public final class MapApplier {
         invalidate()
     }
 
-    /// Reads the live map and repairs every difference with the desired contents.
+    /// Reads the live map and repairs it. As HAProxy's only writer, the whole map is compared and,
+    /// when anything differs, replaced atomically with the desired contents. When sharing the map
+    /// with other bridges, only the keys this bridge owns are compared and repaired, key by key.
     private func resync(_ index: Int, _ connection: RuntimeConnection, _ report: inout SyncReport) async throws {
         let definition = maps[index].definition
         let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))
@@ -204,23 +238,19 @@ public final class MapApplier {
         if maps[index].adoptLive {
             maps[index].contents = MapContents(entries: live)
             maps[index].adoptLive = false
-            logger.info(
-                "adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].contents.count)"])
+            logger.info("adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].contents.count)"])
         }
-        let comparison = MapComparison.compare(desired: maps[index].contents, live: live, orderSensitive: definition.match.isOrderSensitive)
+        let comparison =
+            exclusive
+            ? MapComparison.compare(desired: maps[index].contents, live: live, orderSensitive: definition.match.isOrderSensitive)
+            : MapComparison.compare(desired: maps[index].contents, live: live, owned: owned)
         if comparison.isExact {
             maps[index].inSync = true
             maps[index].uncertain = [:]
             report.resynced.append((index, .none, comparison))
             return
         }
-        let contents = maps[index].contents
-        let updates = comparison.extra.count + comparison.different.count
-        let needsRebuild =
-            !comparison.duplicated.isEmpty || comparison.outOfOrder
-            || (definition.match.isOrderSensitive && !comparison.missing.isEmpty)
-        let incrementalCost = costModel.incremental(updates: updates, adds: comparison.missing.count, mapSize: comparison.liveCount)
-        let strategy: ApplyStrategy = needsRebuild || costModel.rebuild(entries: contents.count) < incrementalCost ? .rebuild : .incremental
+        let strategy: ApplyStrategy = exclusive ? .rebuild : .incremental
         logger.notice(
             "HAProxy's live map differs from the desired state; repairing",
             metadata: [
@@ -232,16 +262,20 @@ public final class MapApplier {
         if strategy == .rebuild {
             rejections = try await rebuild(index, connection).rejections
         } else {
-            var commands: [ByteBuffer] = []
-            for key in comparison.extra { commands.append(RuntimeCommand.del(definition.path, key: key.string)) }
-            for key in comparison.different { commands.append(RuntimeCommand.set(definition.path, key: key.string, value: contents[key]!)) }
+            // Key by key: remove extras and every duplicated key, set different values, then add
+            // what is missing (including the duplicated keys, now gone).
+            let contents = maps[index].contents
+            let removals = comparison.extra + comparison.duplicated
+            var commands = removals.map { RuntimeCommand.del(definition.path, key: $0.string) }
+            let updates = comparison.different.filter { !comparison.duplicated.contains($0) }
+            commands += updates.map { RuntimeCommand.set(definition.path, key: $0.string, value: contents[$0]!) }
             let answers = try await connection.execute(commands)
             for (offset, answer) in answers.enumerated() where !answer.isEmpty && answer.text != "Key not found." {
                 try Self.checkKnownMap(answer, definition)
-                let key = offset < comparison.extra.count ? comparison.extra[offset] : comparison.different[offset - comparison.extra.count]
+                let key = offset < removals.count ? removals[offset] : updates[offset - removals.count]
                 rejections.append(Rejection(map: index, key: key, tag: maps[index].uncertain[key]?.tag, reason: answer.text))
             }
-            let adds = comparison.missing.map { ($0, contents[$0]!) }
+            let adds = (comparison.missing + comparison.duplicated.filter { contents[$0] != nil }).map { ($0, contents[$0]!) }
             rejections += try await addEntries(index, connection, adds, version: nil).rejections
             for rejection in rejections { revert(index, rejection.key) }
         }
@@ -333,32 +367,36 @@ public final class MapApplier {
                 continue
             }
             let before = target[change.key]
+            let beforeOwner = target.owner(of: change.key)
             if let value = change.value {
                 if before == nil {
                     plan.adds.append((offset, change.key, value))
-                    target.set(change.key, value)
+                    target.set(change.key, value, owner: change.owner)
                 } else if change.deletedFirst && orderSensitive {
                     plan.updates.append((offset, change.key, RuntimeCommand.del(definition.path, key: change.key.string), true))
                     plan.adds.append((offset, change.key, value))
-                    target.moveToEnd(change.key, value)
+                    target.moveToEnd(change.key, value, owner: change.owner)
                 } else if !bytesEqual(before!, value) {
                     plan.updates.append((offset, change.key, RuntimeCommand.set(definition.path, key: change.key.string, value: value), false))
-                    target.set(change.key, value)
+                    target.set(change.key, value, owner: change.owner)
                 } else {
+                    // Same value: nothing to send, but the key now belongs to this source.
+                    target.set(change.key, value, owner: change.owner)
                     continue
                 }
             } else if before != nil {
                 plan.updates.append((offset, change.key, RuntimeCommand.del(definition.path, key: change.key.string), true))
-                target.remove(change.key)
+                target.remove(change.key, owner: change.owner)
             } else {
+                target.remove(change.key, owner: change.owner)
                 continue
             }
             plan.tags[change.key] = change.tag
             // Keep the oldest value before: an earlier interrupted batch may already have changed the key.
             if let known = uncertain[change.key] {
-                uncertain[change.key] = Uncertain(before: known.before, tag: change.tag)
+                uncertain[change.key] = Uncertain(before: known.before, beforeOwner: known.beforeOwner, tag: change.tag)
             } else {
-                uncertain[change.key] = Uncertain(before: before, tag: change.tag)
+                uncertain[change.key] = Uncertain(before: before, beforeOwner: beforeOwner, tag: change.tag)
             }
         }
         maps[index].contents = target
@@ -381,7 +419,7 @@ public final class MapApplier {
         switch options.strategyOverride {
         case .rebuild?: useRebuild = true
         case .incremental?: useRebuild = false
-        default: useRebuild = mapSizeBefore >= options.minimumRebuildSize && rebuildCost < incrementalCost
+        default: useRebuild = exclusive && mapSizeBefore >= options.minimumRebuildSize && rebuildCost < incrementalCost
         }
 
         var rejections: [Rejection] = []
@@ -441,7 +479,9 @@ public final class MapApplier {
             }
             rejections += result.rejections
             if !restores.isEmpty {
-                for restore in restores { maps[index].contents.moveToEnd(restore.key, restore.value) }
+                for restore in restores {
+                    maps[index].contents.moveToEnd(restore.key, restore.value, owner: maps[index].contents.owner(of: restore.key) ?? MapContents.unowned)
+                }
                 let restored = try await addEntries(index, connection, restores, version: nil)
                 report.commands += restored.commands
                 if !restored.rejections.isEmpty { resyncNeeded = true }
@@ -467,7 +507,7 @@ public final class MapApplier {
             return
         }
         if let value = known.before {
-            maps[index].contents.set(key, value)
+            maps[index].contents.set(key, value, owner: known.beforeOwner ?? MapContents.unowned)
         } else {
             maps[index].contents.remove(key)
         }

@@ -1,16 +1,40 @@
-/// The desired contents of one map: each key's value, and the order HAProxy holds the entries in.
+/// The desired contents of one map: each key's value, the order HAProxy holds the entries in, and
+/// which source owns each entry (the Kafka partition of its latest event, as an ``Owner`` id the
+/// caller assigns, or ``unowned`` for entries found in HAProxy or a file before any event).
 ///
 /// Order follows HAProxy's own rules, so the bridge's view and HAProxy's stay identical: a new key
 /// is appended, `set` keeps a key where it is, and a key deleted and set again moves to the end.
 /// Order matters only for list-matched maps (``MatchType/isOrderSensitive``); it is kept for all.
+/// Keys removed by an owner are remembered as tombstones until ``clearTombstones()``, so a merge
+/// with another bridge's view, or a repair of a reloaded map, knows to remove them too.
 /// Every operation is O(1); the order is materialised (a sort) only when asked for.
 public struct MapContents: Sendable {
+    public typealias Owner = Int32
+    /// The owner of entries no event has changed.
+    public static let unowned: Owner = -1
+
     struct Slot: Sendable {
         var value: String
         var sequence: UInt64
+        var owner: Owner
+    }
+
+    /// One desired entry and its owner.
+    public struct Entry: Sendable, Equatable {
+        public var key: MapKey
+        public var value: String
+        public var owner: Owner
+
+        public init(key: MapKey, value: String, owner: Owner) {
+            self.key = key
+            self.value = value
+            self.owner = owner
+        }
     }
 
     private(set) var slots: [MapKey: Slot]
+    /// Keys removed since the last ``clearTombstones()``, with the owner that removed them.
+    public private(set) var tombstones: [MapKey: Owner] = [:]
     private var nextSequence: UInt64 = 0
 
     public init() {
@@ -19,12 +43,18 @@ public struct MapContents: Sendable {
 
     /// Builds contents from entries in HAProxy's order; for a key listed more than once, the first
     /// entry wins (the one HAProxy's lookups return).
-    public init(entries: some Sequence<(key: String, value: String)>) {
+    public init(entries: some Sequence<(key: String, value: String)>, owner: Owner = unowned) {
         slots = [:]
         for (key, value) in entries {
             let mapKey = MapKey(key)
-            if slots[mapKey] == nil { append(mapKey, value) }
+            if slots[mapKey] == nil { append(mapKey, value, owner) }
         }
+    }
+
+    /// Builds contents from owned entries in order (a state file).
+    public init(owned entries: some Sequence<Entry>) {
+        slots = [:]
+        for entry in entries where slots[entry.key] == nil { append(entry.key, entry.value, entry.owner) }
     }
 
     public var count: Int { slots.count }
@@ -34,28 +64,41 @@ public struct MapContents: Sendable {
 
     public func contains(_ key: MapKey) -> Bool { slots[key] != nil }
 
+    /// Who owns the key's entry, when there is one.
+    public func owner(of key: MapKey) -> Owner? { slots[key]?.owner }
+
     /// Sets the value, keeping the key's position, or appends the key when it is new.
-    public mutating func set(_ key: MapKey, _ value: String) {
+    public mutating func set(_ key: MapKey, _ value: String, owner: Owner = unowned) {
+        tombstones[key] = nil
         if slots[key] != nil {
             slots[key]!.value = value
+            slots[key]!.owner = owner
         } else {
-            append(key, value)
+            append(key, value, owner)
         }
     }
 
     /// Removes the key (wherever it is) and appends it with the value: what `del` then `add` does.
-    public mutating func moveToEnd(_ key: MapKey, _ value: String) {
+    public mutating func moveToEnd(_ key: MapKey, _ value: String, owner: Owner = unowned) {
+        tombstones[key] = nil
         slots[key] = nil
-        append(key, value)
+        append(key, value, owner)
     }
 
+    /// Removes the key; with an owner, remembers the removal as a tombstone.
     @discardableResult
-    public mutating func remove(_ key: MapKey) -> String? {
-        slots.removeValue(forKey: key)?.value
+    public mutating func remove(_ key: MapKey, owner: Owner? = nil) -> String? {
+        if let owner { tombstones[key] = owner }
+        return slots.removeValue(forKey: key)?.value
     }
 
-    private mutating func append(_ key: MapKey, _ value: String) {
-        slots[key] = Slot(value: value, sequence: nextSequence)
+    /// Forgets the tombstones (once the state they belong to is stored).
+    public mutating func clearTombstones() {
+        tombstones.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func append(_ key: MapKey, _ value: String, _ owner: Owner) {
+        slots[key] = Slot(value: value, sequence: nextSequence, owner: owner)
         nextSequence &+= 1
     }
 
@@ -64,20 +107,31 @@ public struct MapContents: Sendable {
 
     /// Every entry, in HAProxy's order when `ordered` (a sort), otherwise in no particular order.
     public func entries(ordered: Bool = true) -> [(key: MapKey, value: String)] {
-        if !ordered {
-            return slots.map { ($0.key, $0.value.value) }
-        }
-        var all = slots.map { (sequence: $0.value.sequence, key: $0.key, value: $0.value.value) }
-        all.sort { $0.sequence < $1.sequence }
-        return all.map { ($0.key, $0.value) }
+        ownedEntries(ordered: ordered).map { ($0.key, $0.value) }
     }
 
-    /// True when both hold the same keys with the same values (byte for byte), ignoring order.
-    public func sameEntries(as other: MapContents) -> Bool {
-        guard count == other.count else { return false }
-        for (key, slot) in slots {
-            guard let theirs = other.slots[key], bytesEqual(theirs.value, slot.value) else { return false }
+    /// Every entry with its owner, in HAProxy's order when `ordered`.
+    public func ownedEntries(ordered: Bool = true) -> [Entry] {
+        if !ordered {
+            return slots.map { Entry(key: $0.key, value: $0.value.value, owner: $0.value.owner) }
         }
-        return true
+        var all = slots.map { (sequence: $0.value.sequence, entry: Entry(key: $0.key, value: $0.value.value, owner: $0.value.owner)) }
+        all.sort { $0.sequence < $1.sequence }
+        return all.map(\.entry)
+    }
+
+    /// Replaces every entry and tombstone of `owners` with the given ones (another bridge's
+    /// stored view of partitions this one has just been given); other entries stay as they are.
+    public mutating func replace(owners: Set<Owner>, with entries: [Entry], tombstones removed: [MapKey: Owner]) {
+        for (key, slot) in slots where owners.contains(slot.owner) { slots[key] = nil }
+        for (key, owner) in tombstones where owners.contains(owner) { tombstones[key] = nil }
+        for entry in entries where owners.contains(entry.owner) {
+            slots[entry.key] = nil
+            append(entry.key, entry.value, entry.owner)
+        }
+        for (key, owner) in removed where owners.contains(owner) {
+            slots[key] = nil
+            tombstones[key] = owner
+        }
     }
 }

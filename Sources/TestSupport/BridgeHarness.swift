@@ -18,6 +18,8 @@ public func testLogger(_ label: String) -> Logger {
 /// `BridgeService` the executable runs, started and stopped by a `ServiceGroup`.
 public final class BridgeHarness: @unchecked Sendable {
     public let cluster: EmbeddedKafkaCluster
+    /// A state directory for the bridge (removed with the harness).
+    public let stateDirectory: TemporaryDirectory
     private var producerStorage: KafkaProducer?
     public var producer: KafkaProducer { producerStorage! }
     public let logger: Logger
@@ -29,6 +31,7 @@ public final class BridgeHarness: @unchecked Sendable {
 
     public init(topics: [(name: String, partitions: Int32)], logger: Logger = testLogger("test.bridge")) throws {
         self.logger = logger
+        stateDirectory = try TemporaryDirectory(prefix: "mapbridge-state")
         cluster = try EmbeddedKafkaCluster(logger: logger)
         for topic in topics { try cluster.createTopic(topic.name, partitions: topic.partitions) }
         producerStorage = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: logger)
@@ -37,6 +40,7 @@ public final class BridgeHarness: @unchecked Sendable {
     deinit {
         // The producer goes before the cluster it talks to.
         producerStorage = nil
+        stateDirectory.remove()
     }
 
     /// A configuration for this cluster and an HAProxy socket, with short intervals for tests.
@@ -55,6 +59,7 @@ public final class BridgeHarness: @unchecked Sendable {
         configuration.topics = topics
         configuration.commitIntervalMilliseconds = 100
         configuration.shutdownTimeoutMilliseconds = 2000
+        configuration.stateDirectory = stateDirectory.path
         return configuration
     }
 

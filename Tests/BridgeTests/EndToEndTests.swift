@@ -167,7 +167,7 @@ struct EndToEndTests {
                     environment: [
                         "MAPBRIDGE_KAFKA_BROKERS": harness.cluster.bootstrapServers, "MAPBRIDGE_HAPROXY_SOCKET": "unix://\(directory.file("admin.sock"))",
                         "MAPBRIDGE_MAPS_HOSTS_PATH": "\(mapsDirectory)/hosts.map", "MAPBRIDGE_MAPS_BLOCKLIST_PATH": "\(mapsDirectory)/blocklist.map",
-                        "MAPBRIDGE_COMMIT_INTERVAL_MS": "100",
+                        "MAPBRIDGE_COMMIT_INTERVAL_MS": "100", "MAPBRIDGE_STATE_DIRECTORY": harness.stateDirectory.path,
                     ])
                 configuration.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
                 harness.start(configuration)

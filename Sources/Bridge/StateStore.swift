@@ -1,0 +1,175 @@
+import Consumer
+import Foundation
+import Logging
+import Mapper
+import Synchronization
+
+/// Numbers the sources of entries (Kafka partitions) for ``MapContents``, and names them in files
+/// as `topic:partition` (`-` for entries no event changed).
+final class OwnerTable: Sendable {
+    private struct State {
+        var partitions: [TopicPartition] = []
+        var ids: [TopicPartition: MapContents.Owner] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    func id(_ partition: TopicPartition) -> MapContents.Owner {
+        state.withLock { state in
+            if let id = state.ids[partition] { return id }
+            let id = MapContents.Owner(state.partitions.count)
+            state.partitions.append(partition)
+            state.ids[partition] = id
+            return id
+        }
+    }
+
+    func name(_ id: MapContents.Owner) -> String {
+        guard id >= 0 else { return "-" }
+        let partition = state.withLock { $0.partitions[Int(id)] }
+        return "\(partition.topic):\(partition.partition)"
+    }
+
+    /// The id of a stored owner name; nil for a malformed one.
+    func id(name: String) -> MapContents.Owner? {
+        if name == "-" { return MapContents.unowned }
+        guard let colon = name.lastIndex(of: ":"), let partition = Int32(name[name.index(after: colon)...]) else { return nil }
+        return id(TopicPartition(String(name[..<colon]), partition))
+    }
+
+    static func name(_ partition: TopicPartition) -> String { "\(partition.topic):\(partition.partition)" }
+
+    /// Every id handed out so far, and ``MapContents/unowned``.
+    var allIDs: Set<MapContents.Owner> {
+        let count = state.withLock { $0.partitions.count }
+        return Set((-1..<count).map { MapContents.Owner($0) })
+    }
+}
+
+/// One map's state to store: its entries in order, its tombstones, what to write.
+struct MapSnapshot: Sendable {
+    var map: Int
+    var entries: [MapContents.Entry]
+    var tombstones: [MapKey: MapContents.Owner]
+}
+
+/// Keeps every map's desired state on disk, durably, before the offsets that produced it are
+/// committed: a state file per map in the state directory (entries with their owners, and the
+/// offsets they reflect) and, for maps beside HAProxy, the map's own file, which HAProxy loads when
+/// it (re)starts. Bridges serving the same HAProxy share the state directory: while they share the
+/// maps, each writes only the entries of the partitions it owns, merged under a lock with the
+/// others' (see ``MapContents``).
+final class StateStore: Sendable {
+    let directory: String
+    let maps: [BridgeConfiguration.Map]
+    let owners: OwnerTable
+    let logger: Logger
+
+    init(configuration: BridgeConfiguration, owners: OwnerTable, logger: Logger) {
+        directory = configuration.stateDirectory
+        maps = configuration.maps
+        self.owners = owners
+        self.logger = logger
+    }
+
+    func statePath(_ map: Int) -> String { "\(directory)/\(maps[map].name).state" }
+    var lockPath: String { "\(directory)/.lock" }
+
+    /// Creates the state directory if needed and checks that every file can be replaced.
+    func prepare() throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw MapperError(.stateFile, "cannot create the state directory \(directory) (state.directory): \(error.localizedDescription)")
+        }
+        try StateFiles.checkWritable(path: statePath(0))
+        for map in maps where map.writeMapFile {
+            do {
+                try StateFiles.checkWritable(path: map.path)
+            } catch {
+                throw MapperError(.stateFile, "\(error.reason); set maps.\(map.name).write_map_file: false when mapbridge does not run beside HAProxy")
+            }
+        }
+    }
+
+    /// Each map's stored desired state (nil for a map never stored: HAProxy's live map is adopted),
+    /// with the offsets it reflects.
+    func load() throws -> [(contents: MapContents?, offsets: [String: Int64])] {
+        try StateFiles.withLock(lockPath) {
+            try maps.indices.map { index in
+                guard let stored = try StateFiles.readState(path: statePath(index)) else { return (nil, [:]) }
+                return (MapContents(owned: try entries(stored, index)), stored.offsets)
+            }
+        }
+    }
+
+    /// The stored entries and tombstones of every owner except `keep`, per map: what another bridge
+    /// last stored for the partitions this one has just been given (and everything else it does
+    /// not own, which the file knows better than this bridge's memory).
+    func reload(except keep: Set<MapContents.Owner>) throws -> [(entries: [MapContents.Entry], tombstones: [MapKey: MapContents.Owner])?] {
+        try StateFiles.withLock(lockPath) {
+            try maps.indices.map { index in
+                guard let stored = try StateFiles.readState(path: statePath(index)) else { return nil }
+                let entries = try entries(stored, index).filter { !keep.contains($0.owner) }
+                var tombstones: [MapKey: MapContents.Owner] = [:]
+                for (owner, key) in stored.tombstones {
+                    guard let id = owners.id(name: owner), !keep.contains(id) else { continue }
+                    tombstones[MapKey(key)] = id
+                }
+                return (entries, tombstones)
+            }
+        }
+    }
+
+    private func entries(_ stored: StoredMap, _ index: Int) throws -> [MapContents.Entry] {
+        try stored.entries.map { entry in
+            guard let id = owners.id(name: entry.owner) else {
+                throw MapperError(.stateFile, "\(statePath(index)): unknown owner '\(entry.owner)'")
+            }
+            return MapContents.Entry(key: MapKey(entry.key), value: entry.value, owner: id)
+        }
+    }
+
+    /// Stores the snapshots durably. `owned` is nil when this bridge is the maps' only writer
+    /// (its view replaces the files); otherwise the sources it writes, merged with the files.
+    /// `offsets` are the committable offsets the snapshots reflect.
+    func store(_ snapshots: [MapSnapshot], offsets: [TopicPartition: Int64], owned: Set<MapContents.Owner>?) throws {
+        let offsetNames = Dictionary(uniqueKeysWithValues: offsets.map { (OwnerTable.name($0.key), $0.value) })
+        try StateFiles.withLock(lockPath) {
+            for snapshot in snapshots {
+                var stored = StoredMap()
+                if let owned {
+                    // Shared: keep what the file holds for others, replace what this bridge owns.
+                    let previous = try StateFiles.readState(path: statePath(snapshot.map)) ?? StoredMap()
+                    let ownedNames = Set(owned.map(owners.name))
+                    var mine = Set<String>()
+                    for entry in snapshot.entries where owned.contains(entry.owner) { mine.insert(entry.key.string) }
+                    for (key, owner) in snapshot.tombstones where owned.contains(owner) { mine.insert(key.string) }
+                    stored.entries = previous.entries.filter { !ownedNames.contains($0.owner) && !mine.contains($0.key) }
+                    stored.tombstones = previous.tombstones.filter { !ownedNames.contains($0.owner) && !mine.contains($0.key) }
+                    stored.offsets = previous.offsets.filter { !ownedNames.contains($0.key) }
+                    for entry in snapshot.entries where owned.contains(entry.owner) {
+                        stored.entries.append(.init(owner: owners.name(entry.owner), key: entry.key.string, value: entry.value))
+                    }
+                    for (key, owner) in snapshot.tombstones where owned.contains(owner) {
+                        stored.tombstones.append((owners.name(owner), key.string))
+                    }
+                    for (name, offset) in offsetNames where ownedNames.contains(name) { stored.offsets[name] = offset }
+                } else {
+                    stored.entries = snapshot.entries.map { .init(owner: owners.name($0.owner), key: $0.key.string, value: $0.value) }
+                    stored.offsets = offsetNames
+                }
+                let map = maps[snapshot.map]
+                try StateFiles.writeAtomically(path: statePath(snapshot.map), bytes: StateFiles.stateFile(stored, title: "map \(map.name) (\(map.path))"))
+                if map.writeMapFile {
+                    let header = [
+                        "Managed by mapbridge: this file is rewritten from the events; change the map through them.",
+                        "offsets \(stored.offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))",
+                    ]
+                    let entries = stored.entries.lazy.map { (key: MapKey($0.key), value: $0.value) }
+                    try StateFiles.writeAtomically(path: map.path, bytes: StateFiles.mapFile(entries, header: header))
+                }
+            }
+        }
+    }
+}

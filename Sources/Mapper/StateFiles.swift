@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A map's desired contents as stored on disk: entries with their owners' names, tombstones, and
+/// the Kafka offsets (next offset to consume, per `topic:partition`) the contents reflect.
+public struct StoredMap: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public var owner: String
+        public var key: String
+        public var value: String
+
+        public init(owner: String, key: String, value: String) {
+            self.owner = owner
+            self.key = key
+            self.value = value
+        }
+    }
+
+    public var entries: [Entry] = []
+    /// Keys removed, with the owner that removed them.
+    public var tombstones: [(owner: String, key: String)] = []
+    public var offsets: [String: Int64] = [:]
+
+    public init() {}
+
+    public static func == (lhs: StoredMap, rhs: StoredMap) -> Bool {
+        lhs.entries == rhs.entries && lhs.offsets == rhs.offsets && lhs.tombstones.map { "\($0.owner)\t\($0.key)" } == rhs.tombstones.map { "\($0.owner)\t\($0.key)" }
+    }
+}
+
+/// Reading and writing map state atomically.
+///
+/// Two files per map can exist. The state file (in the state directory) holds entries with their
+/// owners and the offsets they reflect, one `owner<TAB>key<TAB>value` line per entry and
+/// `owner<TAB>key` per tombstone (keys and values hold no tab or newline: ``EntryRules``). The map
+/// file is HAProxy's own `key value` format, loaded by HAProxy when it starts. Both are written
+/// the same way: a temporary file in the same folder, fsync, rename over the old file, fsync of
+/// the folder; a crash leaves either the old file or the new one, never a mix.
+public enum StateFiles {
+    /// Reads a state file; nil when it does not exist.
+    public static func readState(path: String) throws(MapperError) -> StoredMap? {
+        guard let text = try readFile(path) else { return nil }
+        var stored = StoredMap()
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            if line.hasPrefix("# offsets ") {
+                for item in line.dropFirst("# offsets ".count).split(separator: " ") {
+                    guard let equals = item.lastIndex(of: "="), let offset = Int64(item[item.index(after: equals)...]) else { continue }
+                    stored.offsets[String(item[..<equals])] = offset
+                }
+                continue
+            }
+            if line.hasPrefix("#") { continue }
+            let fields = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
+            switch fields.count {
+            case 3: stored.entries.append(.init(owner: String(fields[0]), key: String(fields[1]), value: String(fields[2])))
+            case 2: stored.tombstones.append((String(fields[0]), String(fields[1])))
+            default: throw MapperError(.stateFile, "\(path): malformed line '\(line.prefix(120))'")
+            }
+        }
+        return stored
+    }
+
+    /// The bytes of a state file.
+    public static func stateFile(_ stored: StoredMap, title: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(stored.entries.count * 48 + 256)
+        out += Array("# mapbridge state v1: \(title)\n".utf8)
+        out += Array("# offsets \(stored.offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n".utf8)
+        for entry in stored.entries {
+            out += entry.owner.utf8
+            out.append(0x09)
+            out += entry.key.utf8
+            out.append(0x09)
+            out += entry.value.utf8
+            out.append(0x0A)
+        }
+        for tombstone in stored.tombstones {
+            out += tombstone.owner.utf8
+            out.append(0x09)
+            out += tombstone.key.utf8
+            out.append(0x0A)
+        }
+        return out
+    }
+
+    /// The bytes of a HAProxy map file holding these entries, in order. A key starting with `#`
+    /// is written after a space: HAProxy skips lines whose first character is `#`, and strips
+    /// leading spaces before the key.
+    public static func mapFile(_ entries: some Sequence<(key: MapKey, value: String)>, header: [String]) -> [UInt8] {
+        var out: [UInt8] = []
+        for line in header { out += Array("# \(line)\n".utf8) }
+        for (key, value) in entries {
+            if key.string.utf8.first == UInt8(ascii: "#") { out.append(0x20) }
+            out += key.string.utf8
+            out.append(0x20)
+            out += value.utf8
+            out.append(0x0A)
+        }
+        return out
+    }
+
+    /// Reads a HAProxy map file the way HAProxy 2.6 does (`pat_ref_read_from_file_smp`): lines
+    /// starting with `#` and empty lines are skipped, leading spaces and tabs are stripped, the key
+    /// ends at the first space or tab, the value is the rest without surrounding spaces and tabs.
+    /// Nil when the file does not exist.
+    public static func readMapFile(path: String) throws(MapperError) -> [(key: String, value: String)]? {
+        guard let text = try readFile(path) else { return nil }
+        var entries: [(key: String, value: String)] = []
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+            if line.hasPrefix("#") { continue }
+            let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
+            guard !trimmed.isEmpty else { continue }
+            let keyEnd = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" }) ?? trimmed.endIndex
+            var value = trimmed[keyEnd...].drop(while: { $0 == " " || $0 == "\t" })
+            while let last = value.last, last == " " || last == "\t" { value = value.dropLast() }
+            entries.append((String(trimmed[..<keyEnd]), String(value)))
+        }
+        return entries
+    }
+
+    /// Replaces `path` with `bytes` atomically and durably (see the type's documentation). A new
+    /// file gets the old one's permissions, or 0644.
+    public static func writeAtomically(path: String, bytes: [UInt8]) throws(MapperError) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+        let temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).mapbridge-tmp"
+        var mode: mode_t = 0o644
+        var existing = stat()
+        if stat(path, &existing) == 0 { mode = existing.st_mode & 0o7777 }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw failure("cannot create \(temporary)") }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let error = failure("cannot write \(temporary)")
+                close(fd)
+                unlink(temporary)
+                throw error
+            }
+            written += n
+        }
+        if fchmod(fd, mode) != 0 || fsync(fd) != 0 {
+            let error = failure("cannot sync \(temporary)")
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let error = failure("cannot rename \(temporary) to \(path)")
+            unlink(temporary)
+            throw error
+        }
+        let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else { throw failure("cannot open \(directory) to sync it") }
+        defer { close(directoryFD) }
+        guard fsync(directoryFD) == 0 else { throw failure("cannot sync \(directory)") }
+    }
+
+    /// Checks that files can be written atomically next to `path` (its folder is writable).
+    public static func checkWritable(path: String) throws(MapperError) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        guard access(directory.isEmpty ? "/" : directory, W_OK | X_OK) == 0 else {
+            throw failure("cannot write in \(directory.isEmpty ? "/" : directory) (needed to replace \(path) atomically)")
+        }
+    }
+
+    /// Runs `body` holding an exclusive lock on `path` (created if needed), shared by every bridge
+    /// process using the same state directory.
+    public static func withLock<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("cannot open lock file \(path)") }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR { throw failure("cannot lock \(path)") }
+        }
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+
+    static func readFile(_ path: String) throws(MapperError) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw failure("cannot read \(path)")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure("cannot read \(path)")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func failure(_ what: String) -> MapperError {
+        MapperError(.stateFile, "\(what): \(String(cString: strerror(errno)))")
+    }
+}
