@@ -1,13 +1,22 @@
 import Consumer
 import Mapper
 
-/// An event that cannot be applied, with what a dead letter needs to carry.
-public struct InvalidEvent: Sendable {
-    public var label: String
-    public var reason: String
-    public var key: [UInt8]?
-    public var value: [UInt8]?
-    public var headers: [KafkaHeader]
+/// An event that cannot be applied, with what a dead letter needs to carry. A class, so that
+/// the record of every valid message carries one pointer rather than all of this.
+public final class InvalidEvent: Sendable {
+    public let label: String
+    public let reason: String
+    public let key: [UInt8]?
+    public let value: [UInt8]?
+    public let headers: [KafkaHeader]
+
+    init(label: String, reason: String, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader]) {
+        self.label = label
+        self.reason = reason
+        self.key = key
+        self.value = value
+        self.headers = headers
+    }
 }
 
 /// One consumed message: where it came from, and why it is invalid when it is.

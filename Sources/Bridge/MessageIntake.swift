@@ -75,11 +75,22 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         } else {
             for change in scratch {
                 chunk.changes.append(PendingChange(map: change.map, key: MapKey(change.key), value: change.value, message: messageIndex))
-                chunk.bytes += 96 + change.key.utf8.count + (change.value?.utf8.count ?? 0)
+                chunk.bytes += Self.changeBytes + Self.stringBytes(change.key) + (change.value.map(Self.stringBytes) ?? 0)
             }
         }
         chunk.messages.append(record)
-        chunk.bytes += 64
+        chunk.bytes += Self.messageBytes
+    }
+
+    /// What a message record and a change cost in memory, besides their strings (measured from
+    /// the struct layouts with their array slots).
+    static let messageBytes = MemoryLayout<MessageRecord>.stride + 16
+    static let changeBytes = MemoryLayout<PendingChange>.stride + 16
+
+    /// A string's heap storage: none up to 15 UTF-8 bytes (stored inline), else its bytes plus a header.
+    static func stringBytes(_ text: String) -> Int {
+        let count = text.utf8.count
+        return count <= 15 ? 0 : count + 32
     }
 
     func endOfBurst() {

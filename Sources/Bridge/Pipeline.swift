@@ -262,6 +262,16 @@ final class Pipeline {
             metrics.restarts.increment()
             status.update { $0.haproxyRestarts += 1 }
         }
+        if report.processChanged {
+            for resync in report.resynced {
+                logger.notice(
+                    "map compared with HAProxy after a restart or reload",
+                    metadata: [
+                        "map": "\(configuration.maps[resync.map].name)",
+                        "outcome": "\(resync.strategy == .none ? "exact (HAProxy loaded the stored state)" : "repaired by \(resync.strategy.rawValue)")",
+                    ])
+            }
+        }
         for resync in report.resynced where resync.strategy != .none {
             metrics.resyncs.increment()
             status.update { $0.resyncs += 1 }

@@ -103,6 +103,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var paused: Set<TopicPartition> = []
     private var pauseRequested = false
     private var topicNames: [UnsafeMutableRawPointer: String] = [:]
+    /// The asynchronous commit librdkafka has not answered yet, and when it was sent.
+    private var commitInFlight: (offsets: [TopicPartition: Int64], since: ContinuousClock.Instant)?
+    /// Offsets asked for while a commit was in flight, merged (the highest per partition).
+    private var pendingCommit: [TopicPartition: Int64] = [:]
 
     public init(configuration: Configuration, delegate: any KafkaConsumerDelegate, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
@@ -119,7 +123,10 @@ public final class KafkaConsumer: @unchecked Sendable {
                 error == RD_KAFKA_RESP_ERR_NO_ERROR
                 ? offsets.first { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }.map { KafkaError(.operation, "commit of \($0.0)", $0.2) }
                 : KafkaError(.operation, "commit", error)
+            // Runs inside a poll on the polling thread: the next, merged commit may go now.
+            self.commitInFlight = nil
             self.delegate.committed(done, error: failure)
+            self.sendPendingCommit()
         }
         callbacks.error = { [unowned self] error, fatal in
             if fatal {
@@ -349,10 +356,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     private func execute(_ command: Command) {
         switch command {
         case .commit(let offsets):
-            let error = PartitionList.with(offsets.map { ($0.key, $0.value) }) { rd_kafka_commit(client.handle, $0, 1) }
-            if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                delegate.committed(offsets, error: KafkaError(.operation, "commit", error))
-            }
+            for (partition, offset) in offsets { pendingCommit[partition] = max(pendingCommit[partition] ?? offset, offset) }
+            sendPendingCommit()
         case .commitNow(let offsets, let continuation):
             if let error = commitSynchronously(offsets) {
                 continuation.resume(throwing: error)
@@ -367,6 +372,28 @@ public final class KafkaConsumer: @unchecked Sendable {
             setPaused(paused, false)
         case .query(let body):
             body(client.handle)
+        }
+    }
+
+    /// Sends the merged pending offsets of assigned partitions as one asynchronous commit, unless
+    /// one is still unanswered. One commit at a time matters with librdkafka 2.0.2: after a broker
+    /// outage, every commit queued meanwhile fails with UNKNOWN_MEMBER_ID, and each failure makes
+    /// the consumer rejoin its group again, so a commit per interval kept it from ever rejoining
+    /// (seen here). Offsets of partitions no longer assigned are dropped, never committed.
+    private func sendPendingCommit() {
+        if let inFlight = commitInFlight {
+            // A commit that stays unanswered for a minute is given up on.
+            guard ContinuousClock.now - inFlight.since > .seconds(60) else { return }
+            logger.warning("an offset commit got no answer for a minute; sending the next one")
+        }
+        let offsets = pendingCommit.filter { assignment.contains($0.key) }
+        pendingCommit.removeAll()
+        guard !offsets.isEmpty else { return }
+        let error = PartitionList.with(offsets.map { ($0.key, $0.value) }) { rd_kafka_commit(client.handle, $0, 1) }
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            delegate.committed(offsets, error: KafkaError(.operation, "commit", error))
+        } else {
+            commitInFlight = (offsets, .now)
         }
     }
 
@@ -452,6 +479,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             assignment.subtract(list)
             paused.subtract(list)
+            for partition in list { pendingCommit[partition] = nil }
             shared.withLock { $0.assignment = assignment }
             logger.info("partitions revoked", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.lost": "\(lost)"])
         default:

@@ -76,6 +76,8 @@ public final class MapApplier {
     public private(set) var owned: Set<MapContents.Owner> = []
     public private(set) var info: HAProxyInfo?
     public private(set) var costModel = ApplyCostModel()
+    /// A new HAProxy process was seen and the synchronisation that answers it has not completed.
+    private var processChangePending = false
     private let clock = ContinuousClock()
 
     /// - Parameters:
@@ -139,6 +141,7 @@ public final class MapApplier {
     public func synchronize() async throws -> SyncReport {
         var report = SyncReport()
         let connection = try await connectIfNeeded(&report)
+        report.processChanged = processChangePending
         do {
             for index in maps.indices where !maps[index].inSync {
                 // Refused entries go back to their earlier values, which HAProxy may not hold yet:
@@ -155,6 +158,7 @@ public final class MapApplier {
         } catch {
             throw await interrupted(error)
         }
+        processChangePending = false
         return report
     }
 
@@ -196,7 +200,6 @@ public final class MapApplier {
             }
             report.connected = true
             if current.processIdentity != info?.processIdentity {
-                report.processChanged = info != nil
                 noteNewProcess(current)
             }
             logger.info(
@@ -223,6 +226,7 @@ public final class MapApplier {
             costModel.perCommand = calibrated.perCommand
             if calibrated.linearSetDelete == costModel.linearSetDelete { costModel.perScannedEntry = calibrated.perScannedEntry }
         }
+        if info != nil { processChangePending = true }
         info = current
         invalidate()
     }

@@ -44,7 +44,7 @@ public enum StateFiles {
     public static func readState(path: String) throws(MapperError) -> StoredMap? {
         guard let text = try readFile(path) else { return nil }
         var stored = StoredMap()
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+        for line in lines(text) {
             if line.hasPrefix("# offsets ") {
                 for item in line.dropFirst("# offsets ".count).split(separator: " ") {
                     guard let equals = item.lastIndex(of: "="), let offset = Int64(item[item.index(after: equals)...]) else { continue }
@@ -109,8 +109,9 @@ public enum StateFiles {
     public static func readMapFile(path: String) throws(MapperError) -> [(key: String, value: String)]? {
         guard let text = try readFile(path) else { return nil }
         var entries: [(key: String, value: String)] = []
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+        for rawLine in lines(text) {
+            // As HAProxy does, a carriage return ends the line's content.
+            let line = rawLine.prefix { $0 != "\r" }
             if line.hasPrefix("#") { continue }
             let trimmed = line.drop(while: { $0 == " " || $0 == "\t" })
             guard !trimmed.isEmpty else { continue }
@@ -182,6 +183,12 @@ public enum StateFiles {
         }
         defer { flock(fd, LOCK_UN) }
         return try body()
+    }
+
+    /// The non-empty lines of a text, split at every line feed byte (Swift's `Character`-based
+    /// split would keep `\r\n` together as one character and not split there).
+    static func lines(_ text: String) -> [Substring] {
+        text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).map { Substring($0) }
     }
 
     static func readFile(_ path: String) throws(MapperError) -> String? {

@@ -65,6 +65,8 @@ struct Run: AsyncParsableCommand {
         }
         defer { withExtendedLifetime(cluster) {} }
         let service = BridgeService(configuration: configuration, logger: logger)
+        let escalation = SignalEscalation()
+        defer { withExtendedLifetime(escalation) {} }
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],

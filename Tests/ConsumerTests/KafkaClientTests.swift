@@ -42,11 +42,7 @@ final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {
 
 @Suite("librdkafka consumer and producer against the embedded cluster", .serialized)
 struct KafkaClientTests {
-    static let logger = Logger(label: "test.kafka") { _ in
-        var handler = StreamLogHandler.standardError(label: "test.kafka")
-        handler.logLevel = .warning
-        return handler
-    }
+    static let logger = testLogger("test.kafka")
 
     func consumer(
         _ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy = .cooperativeSticky
@@ -182,5 +178,53 @@ struct KafkaClientTests {
             #expect(!"\(error)".contains("hunter2-secret"), "\(error)")
             #expect("\(error)".contains("no.such.property"), "\(error)")
         }
+    }
+}
+
+@Suite("Consumer across broker outages", .serialized)
+struct BrokerOutageTests {
+    @Test("after the broker is down and up again, consumption resumes", arguments: [AssignmentStrategy.cooperativeSticky, .range])
+    func outage(strategy: AssignmentStrategy) async throws {
+        let cluster = try EmbeddedKafkaCluster(logger: KafkaClientTests.logger)
+        try cluster.createTopic("events", partitions: 4)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: KafkaClientTests.logger)
+        let delegate = RecordingDelegate()
+        var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: "outage", topics: ["events"])
+        configuration.assignmentStrategy = strategy
+        configuration.properties["session.timeout.ms"] = "6000"
+        configuration.properties["heartbeat.interval.ms"] = "500"
+        if let debug = ProcessInfo.processInfo.environment["RDKAFKA_DEBUG"] { configuration.properties["debug"] = debug }
+        let consumer = try KafkaConsumer(configuration: configuration, delegate: delegate, logger: KafkaClientTests.logger)
+        try consumer.start()
+        for index in 0..<200 { try producer.produce(topic: "events", key: Array("\(index)".utf8), value: [1]) }
+        try producer.flush()
+        try await waitUntil("the first messages", timeout: 30) { delegate.messages.count >= 200 }
+        // Commit what was received every 200 ms, as the bridge does, through the whole outage.
+        let committer = Task {
+            while !Task.isCancelled {
+                var next: [TopicPartition: Int64] = [:]
+                for message in delegate.messages { next[message.partition] = max(next[message.partition] ?? 0, message.offset + 1) }
+                consumer.commit(next)
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        defer { committer.cancel() }
+        cluster.failRequests(.offsetCommit, with: [KafkaErrorCode.requestTimedOut, KafkaErrorCode.requestTimedOut, KafkaErrorCode.notCoordinator, KafkaErrorCode.coordinatorNotAvailable])
+        for index in 0..<50 { try producer.produce(topic: "events", key: Array("\(index)".utf8), value: [4]) }
+        try producer.flush()
+        try await waitUntil("messages after the commit errors", timeout: 60) { delegate.messages.count >= 250 }
+        cluster.failRequests(.fetch, with: Array(repeating: KafkaErrorCode.notLeaderForPartition, count: 5))
+        for index in 0..<50 { try producer.produce(topic: "events", key: Array("\(index)".utf8), value: [3]) }
+        try producer.flush()
+        try await waitUntil("messages after the fetch errors", timeout: 60) { delegate.messages.count >= 300 }
+        try cluster.setBroker(1, up: false)
+        // Longer than the session timeout: the group evicts the member, whose assignment is lost.
+        let until = ContinuousClock.now + .seconds(8)
+        try await waitUntil("8 s of outage", timeout: 15) { ContinuousClock.now >= until }
+        try cluster.setBroker(1, up: true)
+        for index in 0..<200 { try producer.produce(topic: "events", key: Array("\(index)".utf8), value: [2]) }
+        try producer.flush()
+        try await waitUntil("the messages after the outage", timeout: 60) { delegate.messages.count >= 500 }
+        await consumer.close()
     }
 }

@@ -1,0 +1,435 @@
+import Bridge
+import Consumer
+import Foundation
+import Testing
+import TestSupport
+
+/// Issue 3's reliability tests: the daemon runs as a child process (as a user runs it) between a
+/// real HAProxy and the embedded Kafka cluster hosted by the test process, and is killed, stopped,
+/// frozen and restarted while events stream. Each test prints a `reliability:` line with its figures.
+@Suite("Reliability (the daemon as a child process)", .serialized)
+struct ReliabilityTests {
+    /// Produces keyed events for two maps (json to "changes", kv to "routes") and records them.
+    final class Workload: @unchecked Sendable {
+        let producer: KafkaProducer
+        let log = EventLog()
+        let keys: Int
+        private let lock = NSLock()
+        private var generator = SystemRandomNumberGenerator()
+        private(set) var produced = 0
+
+        init(cluster: EmbeddedKafkaCluster, keys: Int) throws {
+            producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: testLogger("test.workload"))
+            self.keys = keys
+        }
+
+        /// Queues `count` random changes (set or delete, json or kv).
+        func produce(_ count: Int) throws {
+            for _ in 0..<count {
+                let (key, value, json) = lock.withLock {
+                    produced += 1
+                    let key = "k\(Int.random(in: 0..<keys, using: &generator)).example.com"
+                    let value = Int.random(in: 0..<5, using: &generator) == 0 ? nil : "be_\(Int.random(in: 0..<1000, using: &generator))"
+                    return (key, value, Bool.random(using: &generator))
+                }
+                let topic = json ? "changes" : "routes"
+                let map = json ? "hosts" : "routes"
+                let payload = json ? Array(EndToEndTests.jsonEvent("hosts", key, value).utf8) : value.map { Array($0.utf8) }
+                let log = self.log
+                try producer.produce(topic: topic, key: Array(key.utf8), value: payload) { result in
+                    switch result {
+                    case .success(let delivered):
+                        log.record(.init(topic: topic, partition: delivered.partition, offset: delivered.offset, map: map, key: key, value: value))
+                    case .failure:
+                        log.recordFailure()
+                    }
+                }
+            }
+        }
+
+        /// Produces changes in slices at a steady rate (the workload's pace) until ``Stream/stop()``.
+        func start(slice: Int = 100, pause: Duration = .milliseconds(50)) -> Stream {
+            let stopped = Locked(false)
+            let task = Task {
+                while !stopped.value {
+                    try produce(slice)
+                    try await Task.sleep(for: pause)
+                }
+                try producer.flush()
+            }
+            return Stream(stopped: stopped, task: task)
+        }
+
+        struct Stream {
+            let stopped: Locked<Bool>
+            let task: Task<Void, any Error>
+
+            /// Stops producing and waits until everything produced is delivered.
+            func stop() async throws {
+                stopped.withLock { $0 = true }
+                try await task.value
+            }
+        }
+
+        /// Produces `total` changes in slices, pausing between slices (the workload's rate), until done.
+        func stream(total: Int, slice: Int = 500, pause: Duration = .milliseconds(20)) async throws {
+            var sent = 0
+            while sent < total {
+                let now = min(slice, total - sent)
+                try produce(now)
+                sent += now
+                try await Task.sleep(for: pause)
+            }
+            try producer.flush()
+        }
+    }
+
+    /// A world: HAProxy with two maps, the embedded cluster, a state directory, a workload.
+    struct World {
+        let haproxy: HAProxyProcess
+        let cluster: EmbeddedKafkaCluster
+        let directory: TemporaryDirectory
+        let workload: Workload
+        let partitions: [TopicPartition]
+        let bridges = Locked<[BridgeProcess]>([])
+
+        /// A bridge process of this world (its log is printed when the test fails).
+        func bridge(_ yaml: String, name: String = "bridge") throws -> BridgeProcess {
+            let bridge = try BridgeProcess(yaml: yaml, directory: directory, name: name)
+            bridges.withLock { $0.append(bridge) }
+            return bridge
+        }
+
+        func yaml(group: String = "reliability", extra: String = "", backlog: String = "", strategy: String = "cooperative-sticky") -> String {
+            """
+            kafka:
+              brokers: "\(cluster.bootstrapServers)"
+              group_id: \(group)
+              assignment_strategy: \(strategy)
+              properties:
+                session.timeout.ms: "6000"
+                heartbeat.interval.ms: "500"\(ProcessInfo.processInfo.environment["RDKAFKA_DEBUG"].map { "\n    debug: \"\($0)\"" } ?? "")
+            haproxy:
+              socket: "\(haproxy.endpoint)"
+              timeout_ms: 2000
+              check_interval_ms: 500
+              reconnect: { initial_ms: 50, max_ms: 500 }
+            topics:
+              - name: changes
+                format: json
+              - name: routes
+                format: kv
+                map: routes
+            maps:
+              hosts:
+                path: \(haproxy.mapPath("hosts"))
+              routes:
+                path: \(haproxy.mapPath("routes"))
+            batch: { max_events: 5000, max_wait_ms: 10 }
+            \(backlog)
+            commit: { interval_ms: 200 }
+            shutdown: { timeout_ms: 3000 }
+            state: { directory: \(directory.file("state")) }
+            log: { level: \(ProcessInfo.processInfo.environment["BRIDGE_LOG_LEVEL"] ?? "info") }
+            \(extra)
+            """
+        }
+
+        /// The committed offsets of the group, per `topic:partition` (one attempt).
+        func committed(group: String = "reliability") throws -> [String: Int64] {
+            let offsets = try KafkaGroupOffsets.committed(
+                bootstrapServers: cluster.bootstrapServers, groupID: group, partitions: partitions, timeoutMilliseconds: 3000,
+                logger: testLogger("test.offsets"))
+            return Dictionary(uniqueKeysWithValues: offsets.map { ("\($0.key.topic):\($0.key.partition)", $0.value) })
+        }
+
+        /// The committed offsets, asked again while the coordinator cannot answer (broker faults).
+        func committedEventually(group: String = "reliability") async throws -> [String: Int64] {
+            var result: [String: Int64]?
+            try await waitUntil("the group coordinator to answer", timeout: 60) {
+                result = try? committed(group: group)
+                return result != nil
+            }
+            return result!
+        }
+
+        /// The next offset after everything produced and delivered, per `topic:partition`.
+        func producedEnds() -> [String: Int64] {
+            let ends = Dictionary(uniqueKeysWithValues: partitions.map { ("\($0.topic):\($0.partition)", Int64(0)) })
+            return ends.merging(workload.log.ends()) { max($0, $1) }
+        }
+
+        func live(_ map: String) throws -> (entries: [String: String], duplicates: [String]) {
+            var entries: [String: String] = [:]
+            var duplicates: [String] = []
+            for (key, value) in try haproxy.oracle.entries(of: haproxy.mapPath(map)) {
+                if entries[key] != nil { duplicates.append(key) } else { entries[key] = value }
+            }
+            return (entries, duplicates)
+        }
+
+        /// True when both maps hold exactly what the whole log says, without duplicates.
+        func converged() -> Bool {
+            guard let hosts = try? live("hosts"), let routes = try? live("routes") else { return false }
+            return hosts.duplicates.isEmpty && routes.duplicates.isEmpty
+                && hosts.entries == workload.log.state(of: "hosts") && routes.entries == workload.log.state(of: "routes")
+        }
+
+        /// True when every produced offset is committed.
+        func committedEverything(group: String = "reliability") -> Bool {
+            guard let committed = try? committed(group: group) else { return false }
+            return producedEnds().allSatisfy { committed[$0.key] == $0.value }
+        }
+
+        /// Checks that HAProxy is not behind the committed offsets (it may be ahead).
+        func expectNotBehind(group: String = "reliability", sourceLocation: SourceLocation = #_sourceLocation) async throws {
+            let committed = try await committedEventually(group: group)
+            for map in ["hosts", "routes"] {
+                let (ok, detail) = workload.log.isNotBehind(try live(map).entries, map: map, committed: committed)
+                #expect(ok, "\(map): committed ahead of HAProxy: \(detail)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    func withWorld<T>(keys: Int = 2000, _ body: (World) async throws -> T) async throws -> T {
+        try await withHAProxy([TestMap("hosts"), TestMap("routes")]) { haproxy in
+            let directory = try TemporaryDirectory(prefix: "mapbridge-reliability")
+            let cluster = try EmbeddedKafkaCluster(logger: testLogger("test.cluster"))
+            try cluster.createTopic("changes", partitions: 4)
+            try cluster.createTopic("routes", partitions: 4)
+            let partitions = (0..<4).flatMap { [TopicPartition("changes", Int32($0)), TopicPartition("routes", Int32($0))] }
+            let world = World(haproxy: haproxy, cluster: cluster, directory: directory, workload: try Workload(cluster: cluster, keys: keys), partitions: partitions)
+            do {
+                let result = try await body(world)
+                for bridge in world.bridges.value where bridge.isRunning { bridge.kill9() }
+                directory.remove()
+                return result
+            } catch {
+                for bridge in world.bridges.value {
+                    print("---- \(bridge.logPath) (last 60 lines)\n" + bridge.log().split(separator: "\n").suffix(60).joined(separator: "\n"))
+                    if bridge.isRunning { bridge.kill9() }
+                }
+                print("---- kept for inspection: \(directory.path)")
+                throw error
+            }
+        }
+    }
+
+    @Test("kill -9 at random moments, 12 times, while events stream: the maps end exact, without duplicates")
+    func killNine() async throws {
+        try await withWorld { world in
+            let bridge = try world.bridge(world.yaml())
+            try bridge.start()
+            let stream = world.workload.start()
+            var kills = 0
+            var generator = SystemRandomNumberGenerator()
+            for _ in 0..<12 {
+                // Let it make progress (a commit after the restart), then kill it at a random point.
+                let before = try await world.committedEventually()
+                try await waitUntil("the restarted bridge to commit", timeout: 90) {
+                    let now = (try? world.committed()) ?? [:]
+                    return now.contains { $0.value > before[$0.key] ?? -1 }
+                }
+                let target = world.workload.produced + Int.random(in: 0..<1500, using: &generator)
+                try await waitUntil("the workload to move on", timeout: 60) { world.workload.produced >= target }
+                bridge.kill9()
+                kills += 1
+                try await world.expectNotBehind()
+                try bridge.start()
+            }
+            try await stream.stop()
+            try await waitUntil("the maps to converge", timeout: 120) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
+            #expect(world.converged())
+            let status = try await bridge.terminate()
+            #expect(status == 0)
+            print("reliability: kill -9 test: \(world.workload.log.count) events, \(kills) kills, \(bridge.starts) starts, lost changes: 0, duplicates: 0")
+        }
+    }
+
+    /// Waits until the bridge has committed beyond what it had.
+    func waitForProgress(_ world: World, group: String = "reliability", timeout: Double = 90) async throws {
+        let before = try await world.committedEventually(group: group)
+        try await waitUntil("the bridge to commit more", timeout: timeout) {
+            let now = (try? world.committed(group: group)) ?? [:]
+            return now.contains { $0.value > before[$0.key] ?? -1 }
+        }
+    }
+
+    @Test("HAProxy restarted and reloaded mid-stream: the maps converge, and the bridge logs the resync")
+    func haproxyRestarts() async throws {
+        try await withWorld { world in
+            let bridge = try world.bridge(world.yaml())
+            try bridge.start()
+            let stream = world.workload.start()
+            func noticed(_ count: Int, _ what: String) async throws {
+                try await waitUntil("the bridge to notice \(what)", timeout: 30) { bridge.logLines(containing: "HAProxy restarted or reloaded").count >= count }
+            }
+            try await waitForProgress(world)
+            try await world.haproxy.restart()
+            try await noticed(1, "the first restart")
+            try await waitForProgress(world)
+            // A reload: a new worker loads the map files; the bridge's session stays on the old,
+            // stopping one until the bridge's check sees `Stopping: 1`.
+            let oldWorkers = world.haproxy.workerPids()
+            world.haproxy.reload()
+            try await waitUntil("a new worker", timeout: 30) { !world.haproxy.workerPids().isEmpty && world.haproxy.workerPids() != oldWorkers }
+            try await noticed(2, "the reload")
+            try await waitForProgress(world)
+            try await world.haproxy.restart()
+            try await noticed(3, "the second restart")
+            try await waitForProgress(world)
+            try await stream.stop()
+            try await waitUntil("the maps to converge", timeout: 120) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
+            let restarts = bridge.logLines(containing: "HAProxy restarted or reloaded").count
+            let comparisons = bridge.logLines(containing: "compared with HAProxy after a restart or reload").count
+            let repairs = bridge.logLines(containing: "resynchronised a map with HAProxy").count
+            #expect(restarts >= 3, "the bridge noticed every restart and the reload")
+            #expect(comparisons >= 6, "both maps compared after each of the three process changes:\n\(bridge.logLines(containing: "HAProxy").joined(separator: "\n"))")
+            #expect(try await bridge.terminate() == 0)
+            print("reliability: HAProxy restart test: \(world.workload.log.count) events, 2 restarts + 1 reload, \(restarts) noticed, \(comparisons) map comparisons, \(repairs) repaired, lost changes: 0")
+        }
+    }
+
+    /// The offsets a map file says it reflects (its `# offsets ...` header line).
+    func headerOffsets(_ path: String) throws -> [String: Int64] {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("# offsets ") }) else { return [:] }
+        var offsets: [String: Int64] = [:]
+        for item in line.dropFirst("# offsets ".count).split(separator: " ") {
+            let parts = item.split(separator: "=")
+            if parts.count == 2, let offset = Int64(parts[1]) { offsets[String(parts[0])] = offset }
+        }
+        return offsets
+    }
+
+    @Test("both killed at once: HAProxy restarted alone serves the last commit's state from its map file; the bridge then makes it exact")
+    func bothKilled() async throws {
+        try await withWorld { world in
+            let bridge = try world.bridge(world.yaml())
+            try bridge.start()
+            let stream = world.workload.start()
+            try await waitForProgress(world)
+            try await waitForProgress(world)
+            bridge.kill9()
+            world.haproxy.kill()
+            let committed = try await world.committedEventually()
+            try await world.haproxy.start()
+            for map in ["hosts", "routes"] {
+                let path = world.haproxy.mapPath(map)
+                let offsets = try headerOffsets(path)
+                let served = try world.live(map)
+                #expect(served.duplicates.isEmpty)
+                #expect(served.entries == world.workload.log.state(of: map, below: offsets), "\(map): HAProxy serves its file's state, the log's at \(offsets)")
+                for (partition, offset) in committed where offset >= 0 {
+                    #expect((offsets[partition] ?? 0) >= offset, "\(map): the file reflects at least the last commit (\(partition))")
+                }
+                let (ok, detail) = world.workload.log.isNotBehind(served.entries, map: map, committed: committed)
+                #expect(ok, "\(map): \(detail)")
+            }
+            try bridge.start()
+            try await waitForProgress(world)
+            try await stream.stop()
+            try await waitUntil("the maps to converge", timeout: 120) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
+            #expect(try await bridge.terminate() == 0)
+            print("reliability: both-killed test: \(world.workload.log.count) events, 1 simultaneous kill, HAProxy served the stored state, lost changes: 0")
+        }
+    }
+
+    @Test("HAProxy frozen (SIGSTOP) for 10 s under load: the bridge's memory stays bounded, and it converges after SIGCONT")
+    func frozenHAProxy() async throws {
+        try await withWorld(keys: 2000) { world in
+            let backlog = "backlog: { max_events: 20000, max_bytes: 4194304 }"
+            let yaml = world.yaml(backlog: backlog).replacingOccurrences(of: "heartbeat.interval.ms: \"500\"", with: "heartbeat.interval.ms: \"500\"\n    queued.max.messages.kbytes: \"4096\"")
+            let bridge = try world.bridge(yaml)
+            try bridge.start()
+            try await world.workload.stream(total: 10_000, slice: 1000, pause: .milliseconds(10))
+            try await waitUntil("the first events applied", timeout: 90) { world.converged() }
+            let baseline = bridge.residentBytes() ?? 0
+            world.haproxy.freeze()
+            let frozenAt = ContinuousClock.now
+            let stream = Task { try await world.workload.stream(total: 300_000, slice: 5000, pause: .milliseconds(5)) }
+            var peak = baseline
+            while ContinuousClock.now < frozenAt + .seconds(10) || world.workload.produced < 310_000 {
+                peak = max(peak, bridge.residentBytes() ?? 0)
+                try await Task.sleep(for: .milliseconds(50))  // sampling period of the memory probe
+            }
+            try await stream.value
+            peak = max(peak, bridge.residentBytes() ?? 0)
+            world.haproxy.thaw()
+            let growth = peak - baseline
+            // Bound: the backlog (4 MiB) + librdkafka's prefetch (4 MiB) + working memory. Without the
+            // bound, 300,000 consumed events would take well over 50 MiB.
+            #expect(growth < 24 << 20, "memory grew by \(growth >> 20) MiB while HAProxy was frozen")
+            #expect(!bridge.logLines(containing: "backlog full: pausing").isEmpty)
+            try await waitUntil("the maps to converge", timeout: 180) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
+            #expect(try await bridge.terminate() == 0)
+            print("reliability: frozen HAProxy test: \(world.workload.log.count) events, 10 s frozen, memory growth \(growth >> 20) MiB (bound 4 MiB backlog + 4 MiB prefetch), lost changes: 0")
+        }
+    }
+
+    @Test("broker faults (down and up, failed OffsetCommit, Fetch, Heartbeat, JoinGroup): exact, never committed ahead of HAProxy")
+    func brokerFaults() async throws {
+        try await withWorld { world in
+            let bridge = try world.bridge(world.yaml())
+            try bridge.start()
+            let stream = world.workload.start()
+            try await waitForProgress(world)
+            world.cluster.failRequests(.offsetCommit, with: [KafkaErrorCode.requestTimedOut, KafkaErrorCode.requestTimedOut, KafkaErrorCode.notCoordinator, KafkaErrorCode.coordinatorNotAvailable])
+            try await waitForProgress(world)
+            try await world.expectNotBehind()
+            world.cluster.failRequests(.fetch, with: Array(repeating: KafkaErrorCode.notLeaderForPartition, count: 5))
+            try await waitForProgress(world)
+            try await world.expectNotBehind()
+            try world.cluster.setBroker(1, up: false)
+            let downFor = ContinuousClock.now + .seconds(3)
+            try await waitUntil("the outage to last 3 s", timeout: 10) { ContinuousClock.now >= downFor }
+            try world.cluster.setBroker(1, up: true)
+            try await world.expectNotBehind()
+            try await waitForProgress(world)
+            world.cluster.failRequests(.heartbeat, with: Array(repeating: KafkaErrorCode.rebalanceInProgress, count: 3))
+            world.cluster.failRequests(.joinGroup, with: Array(repeating: KafkaErrorCode.coordinatorNotAvailable, count: 3))
+            try await waitForProgress(world)
+            try await world.expectNotBehind()
+            try await stream.stop()
+            try await waitUntil("the maps to converge", timeout: 120) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 90) { world.committedEverything() }
+            #expect(try await bridge.terminate() == 0)
+            print("reliability: broker fault test: \(world.workload.log.count) events, commit/fetch/heartbeat/join errors and a 3 s outage, lost changes: 0")
+        }
+    }
+
+    @Test("two bridge processes in one group on one HAProxy, one restarted 4 times (rebalances): exact")
+    func twoBridges() async throws {
+        try await withWorld { world in
+            let stable = try world.bridge(world.yaml(), name: "stable")
+            let restarted = try world.bridge(world.yaml(), name: "restarted")
+            try stable.start()
+            try restarted.start()
+            let stream = world.workload.start()
+            for round in 0..<4 {
+                try await waitForProgress(world)
+                if round % 2 == 0 {
+                    #expect(try await restarted.terminate() == 0)
+                } else {
+                    restarted.kill9()
+                }
+                try await world.expectNotBehind()
+                try await waitForProgress(world)
+                try restarted.start()
+            }
+            try await waitForProgress(world)
+            try await stream.stop()
+            try await waitUntil("the maps to converge", timeout: 150) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 90) { world.committedEverything() }
+            #expect(world.converged())
+            #expect(try await restarted.terminate() == 0)
+            #expect(try await stable.terminate() == 0)
+            let shared = stable.logLines(containing: "sharing the maps with other bridges").count
+            print("reliability: two-bridge test: \(world.workload.log.count) events, 4 restarts (2 SIGTERM, 2 kill -9), \(shared) switches to shared mode, lost changes: 0")
+        }
+    }
+}

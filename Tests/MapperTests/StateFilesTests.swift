@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+import TestSupport
+
+@testable import Mapper
+
+@Suite("State and map files")
+struct StateFilesTests {
+    static let awkward: [(key: String, value: String)] = [
+        ("plain.example.com", "be_a"), ("#hash-key", "#hash value"), ("semi;colon", "v;v"), (#"back\slash"#, #"C:\x"#),
+        ("ünïcødé", "välue ✓ 日本"), ("k", "value with  inner   spaces"), ("<<", "<<"),
+    ]
+
+    @Test("a state file keeps owners, tombstones and offsets exactly")
+    func stateRoundTrip() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var stored = StoredMap()
+        stored.entries = Self.awkward.enumerated().map { StoredMap.Entry(owner: $0.offset % 2 == 0 ? "-" : "changes:\($0.offset)", key: $0.element.key, value: $0.element.value) }
+        stored.tombstones = [("routes:1", "gone.example.com")]
+        stored.offsets = ["changes:0": 42, "routes:1": 7]
+        let path = directory.file("hosts.state")
+        try StateFiles.writeAtomically(path: path, bytes: StateFiles.stateFile(stored, title: "map hosts"))
+        #expect(try StateFiles.readState(path: path) == stored)
+        #expect(try StateFiles.readState(path: directory.file("absent.state")) == nil)
+    }
+
+    @Test("a map file reads back as HAProxy reads it, '#' keys included")
+    func mapFileRoundTrip() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("hosts.map")
+        try StateFiles.writeAtomically(path: path, bytes: StateFiles.mapFile(Self.awkward.map { (MapKey($0.key), $0.value) }, header: ["managed", "offsets x=1"]))
+        let read = try #require(try StateFiles.readMapFile(path: path))
+        #expect(read.map(\.key) == Self.awkward.map(\.key))
+        #expect(read.map(\.value) == Self.awkward.map(\.value))
+        try "# comment\n  spaced\tvalue with tail  \t\n\nk2 v2\r\n#not-a-key x\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let parsed = try #require(try StateFiles.readMapFile(path: path))
+        #expect(parsed.map(\.key) == ["spaced", "k2"])
+        #expect(parsed.map(\.value) == ["value with tail", "v2"])
+    }
+
+    @Test("atomic writes keep the file's permissions and leave no temporary file behind")
+    func atomicWrites() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("m.map")
+        try StateFiles.writeAtomically(path: path, bytes: Array("a 1\n".utf8))
+        chmod(path, 0o640)
+        try StateFiles.writeAtomically(path: path, bytes: Array("b 2\n".utf8))
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o640)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "b 2\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["m.map"])
+        #expect(throws: MapperError.self) { try StateFiles.writeAtomically(path: "/nonexistent-dir/m.map", bytes: []) }
+        #expect(throws: MapperError.self) { try StateFiles.checkWritable(path: "/nonexistent-dir/m.map") }
+    }
+
+    @Test("HAProxy loads a written map file exactly as the bridge wrote it")
+    func haproxyLoadsIt() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try StateFiles.writeAtomically(
+                path: haproxy.mapPath("hosts"), bytes: StateFiles.mapFile(Self.awkward.map { (MapKey($0.key), $0.value) }, header: ["managed by a test"]))
+            try await haproxy.restart()
+            let served = try haproxy.oracle.entries(of: haproxy.mapPath("hosts"))
+            #expect(served.map(\.key) == Self.awkward.map(\.key))
+            #expect(served.map(\.value) == Self.awkward.map(\.value))
+        }
+    }
+
+    @Test("comparing only owned keys ignores other owners' and unowned entries, and finds owned tombstones")
+    func ownedComparison() {
+        var desired = MapContents()
+        desired.set(MapKey("mine"), "1", owner: 1)
+        desired.set(MapKey("theirs"), "2", owner: 2)
+        desired.set(MapKey("seed"), "3")
+        desired.set(MapKey("gone"), "4", owner: 1)
+        desired.remove(MapKey("gone"), owner: 1)
+        desired.set(MapKey("missing"), "5", owner: 1)
+        let live: [(key: String, value: String)] = [("mine", "x"), ("theirs", "other"), ("seed", "changed"), ("gone", "4"), ("unknown", "9"), ("mine", "x")]
+        let comparison = MapComparison.compare(desired: desired, live: live, owned: [1])
+        #expect(comparison.different == [MapKey("mine")])
+        #expect(comparison.duplicated == [MapKey("mine")])
+        #expect(comparison.extra == [MapKey("gone")])
+        #expect(comparison.missing == [MapKey("missing")])
+        var replaced = desired
+        replaced.replace(owners: [2, MapContents.unowned], with: [.init(key: MapKey("new"), value: "n", owner: 2)], tombstones: [MapKey("seed"): 2])
+        #expect(replaced[MapKey("theirs")] == nil && replaced[MapKey("new")] == "n" && replaced[MapKey("seed")] == nil)
+        #expect(replaced.tombstones[MapKey("seed")] == 2)
+        #expect(replaced[MapKey("mine")] == "1")
+    }
+}
