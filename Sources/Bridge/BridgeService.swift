@@ -29,17 +29,19 @@ public final class BridgeService: Service, Sendable {
 
     public func run() async throws {
         let backlog = Backlog(maxEvents: configuration.backlog.maxEvents, maxBytes: configuration.backlog.maxBytes)
-        let intake = MessageIntake(configuration: configuration, backlog: backlog, logger: logger)
-        let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
-        intake.onPause { [weak consumer] in consumer?.pause() }
-        self.consumer.withLock { $0.value = consumer }
         let owners = OwnerTable()
         let store = StateStore(configuration: configuration, owners: owners, logger: logger)
         try store.prepare()
+        let intake = MessageIntake(configuration: configuration, backlog: backlog, store: store, logger: logger)
+        let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
+        intake.onPause { [weak consumer] in consumer?.pause() }
+        self.consumer.withLock { $0.value = consumer }
         let stored = try store.load()
         for (map, state) in zip(configuration.maps, stored) {
             if let contents = state.contents {
-                logger.info("loaded the stored state", metadata: ["map": "\(map.name)", "map.entries": "\(contents.count)", "offsets": "\(describeNames(state.offsets))"])
+                logger.info(
+                    "loaded the stored state",
+                    metadata: ["map": "\(map.name)", "map.entries": "\(contents.count)", "offsets": "\(describeNames(state.offsets))"])
             } else {
                 logger.info("no stored state yet: HAProxy's live map is the starting state", metadata: ["map": "\(map.name)"])
             }
@@ -50,9 +52,16 @@ public final class BridgeService: Service, Sendable {
             options: configuration.applierOptions, logger: logger)
         // Until partitions are assigned, this bridge owns nothing: it only connects and checks.
         applier.setOwnership(exclusive: false, owned: [])
+        var deadLetters: DeadLetterQueue?
+        if let topic = configuration.deadLetterTopic {
+            // The consumer's properties (TLS, SASL...) apply to the dead-letter producer too.
+            let properties = configuration.kafka.properties.filter { !Self.isConsumerOnly($0.key) }
+            let producer = try KafkaProducer(bootstrapServers: configuration.kafka.brokers, properties: KafkaSettings(properties), logger: logger)
+            deadLetters = DeadLetterQueue(topic: topic, producer: producer, logger: logger)
+        }
         let pipeline = Pipeline(
             configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
-            metrics: BridgeMetrics(), owners: owners, store: store, logger: logger)
+            metrics: BridgeMetrics(), owners: owners, store: store, deadLetters: deadLetters, logger: logger)
         logger.info(
             "mapbridge starting",
             metadata: [
@@ -64,7 +73,10 @@ public final class BridgeService: Service, Sendable {
         do {
             try await withGracefulShutdownHandler {
                 try await pipeline.run()
-            } onGracefulShutdown: {
+            } onGracefulShutdown: { [logger, configuration] in
+                logger.notice(
+                    "shutting down: finishing the batch in flight, then storing the state, committing and leaving the group (a second signal exits at once)",
+                    metadata: ["shutdown.timeout_ms": "\(configuration.shutdownTimeoutMilliseconds)"])
                 backlog.close()
             }
         } catch {
@@ -74,9 +86,21 @@ public final class BridgeService: Service, Sendable {
         intake.onPause(nil)
         backlog.close()
         await consumer.close()
+        await deadLetters?.close()
         await applier.disconnect()
         if let failure { throw failure }
         logger.info("mapbridge stopped cleanly")
+    }
+}
+
+extension BridgeService {
+    /// librdkafka properties that only a consumer takes (a producer would warn about them).
+    static func isConsumerOnly(_ name: String) -> Bool {
+        let prefixes = [
+            "group.", "session.", "heartbeat.", "max.poll.", "auto.", "enable.auto.", "partition.assignment", "fetch.", "queued.", "isolation.", "check.crcs",
+            "coordinator.",
+        ]
+        return prefixes.contains { name.hasPrefix($0) } || name == "enable.partition.eof" || name == "offset.store.method"
     }
 }
 

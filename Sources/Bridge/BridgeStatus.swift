@@ -17,6 +17,10 @@ public final class BridgeStatus: Sendable {
         public var batches = 0
         public var invalidEvents = 0
         public var refusedChanges = 0
+        /// Invalid events and refused changes acknowledged by the dead-letter topic.
+        public var deadLettered = 0
+        /// Dead letters the broker did not take (each sent again).
+        public var deadLetterFailures = 0
         public var resyncs = 0
         /// Failed attempts to synchronise with HAProxy (each retried after a backoff).
         public var syncFailures = 0

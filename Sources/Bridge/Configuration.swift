@@ -12,8 +12,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
         public var groupID: String
         /// Any librdkafka property (TLS, SASL, timeouts...), passed through; secrets are never logged.
         public var properties: [String: String] = [:]
-        /// `cooperative-sticky` (default) or `range`/`roundrobin` (eager).
-        public var assignmentStrategy: AssignmentStrategy = .cooperativeSticky
+        /// `range` (default) or `roundrobin` (eager), or `cooperative-sticky` (incremental).
+        /// Eager is the default: with librdkafka 2.0.2, commits during a cooperative rebalance make
+        /// members lose their whole assignment (fixed only in 2.10.0), which we measured as repeated
+        /// "assignment lost" rebalances under load; see the README.
+        public var assignmentStrategy: AssignmentStrategy = .range
         /// How long a rebalance may wait for the batch in flight before giving up its partitions
         /// without committing them. Default 10000.
         public var revokeTimeoutMilliseconds = 10000

@@ -24,8 +24,11 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
     private var scratch: [DecodedChange] = []
     private var lastTopic: (name: String, format: EventFormat?)?
 
-    init(configuration: BridgeConfiguration, backlog: Backlog, logger: Logger) {
+    private let store: StateStore?
+
+    init(configuration: BridgeConfiguration, backlog: Backlog, store: StateStore?, logger: Logger) {
         self.backlog = backlog
+        self.store = store
         decoder = EventDecoder(mapNames: configuration.maps.map(\.name))
         formats = configuration.topicFormats
         maps = configuration.mapDefinitions
@@ -108,6 +111,16 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
     func assigned(_ partitions: [TopicPartition]) {
         endOfBurst()
         backlog.pushAssigned(partitions)
+    }
+
+    func startingOffsets(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        guard let store else { return [:] }
+        do {
+            return try store.storedOffsets(partitions)
+        } catch {
+            logger.error("cannot read the stored offsets; starting from the committed ones", metadata: ["error": "\(error)"])
+            return [:]
+        }
     }
 
     func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] {

@@ -20,6 +20,8 @@ final class Pipeline {
     let metrics: BridgeMetrics
     let owners: OwnerTable
     let store: StateStore
+    /// Where invalid events and refused changes go, when a dead-letter topic is configured.
+    let deadLetters: DeadLetterQueue?
     var logger: Logger
     private var tracker = OffsetTracker()
     /// The partitions this bridge owns now.
@@ -28,6 +30,8 @@ final class Pipeline {
     private var partitionCounts: [String: Int32] = [:]
     /// Maps changed since their state was last stored.
     private var dirtyMaps: Set<Int> = []
+    /// When owned keys were last compared with HAProxy while sharing the maps.
+    private var lastAudit = ContinuousClock.now
     private var lastCommit = ContinuousClock.now
     private var lastCheck = ContinuousClock.now
     private var shutdownDeadline: ContinuousClock.Instant?
@@ -35,8 +39,10 @@ final class Pipeline {
 
     init(
         configuration: BridgeConfiguration, applier: MapApplier, backlog: Backlog, intake: MessageIntake, consumer: KafkaConsumer,
-        status: BridgeStatus, metrics: BridgeMetrics, owners: OwnerTable, store: StateStore, logger: Logger
+        status: BridgeStatus, metrics: BridgeMetrics, owners: OwnerTable, store: StateStore, deadLetters: DeadLetterQueue? = nil,
+        logger: Logger
     ) {
+        self.deadLetters = deadLetters
         self.owners = owners
         self.store = store
         self.configuration = configuration
@@ -51,6 +57,8 @@ final class Pipeline {
 
     private var commitInterval: Duration { .milliseconds(configuration.commitIntervalMilliseconds) }
     private var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
+    /// How often owned keys are compared with HAProxy while sharing the maps with other bridges.
+    private var auditInterval: Duration { checkInterval * 6 }
 
     /// Synchronises with HAProxy, starts consuming, and runs until the backlog is closed (graceful
     /// shutdown) or fails (a fatal consumer error, thrown).
@@ -79,15 +87,24 @@ final class Pipeline {
                 logger.notice("backlog drained: resuming consumption")
                 consumer.resume()
             }
+            collectDeadLetters()
             let now = ContinuousClock.now
             if now >= lastCommit + commitInterval { await commit() }
             if now >= lastCheck + checkInterval {
                 lastCheck = now
                 guard try await checkHAProxy() else { break }
             }
+            if !isExclusive && !ownedPartitions.isEmpty && now >= lastAudit + auditInterval {
+                guard try await audit() else { break }
+            }
             let size = backlog.size
             metrics.backlogEvents.record(size.events)
             metrics.backlogBytes.record(size.bytes)
+        }
+        if let deadLetters {
+            // Dead letters acknowledged now still count for the last commit.
+            await deadLetters.flush(milliseconds: min(configuration.shutdownTimeoutMilliseconds, 5000))
+            collectDeadLetters()
         }
         await finalCommit()
     }
@@ -98,6 +115,30 @@ final class Pipeline {
     private var isExclusive: Bool {
         let total = configuration.topics.reduce(0) { $0 + Int(partitionCounts[$1.name] ?? -1_000_000) }
         return total > 0 && ownedPartitions.count == total
+    }
+
+    /// Stops writing for partitions the consumer no longer holds (revoked while a batch was in
+    /// flight and the rebalance could not wait, or lost from the group): their keys now belong to
+    /// another bridge, which must not find them overwritten with older values. Returns whether
+    /// anything changed.
+    @discardableResult
+    private func fence() -> Bool {
+        let gone = ownedPartitions.subtracting(consumer.currentAssignment)
+        guard !gone.isEmpty else { return false }
+        ownedPartitions.subtract(gone)
+        _ = tracker.revoke(Array(gone))
+        applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
+        logger.notice("partitions no longer assigned: their keys are not written any more", metadata: ["kafka.partitions": "\(gone.sorted())"])
+        return true
+    }
+
+    /// While sharing the maps, compares this bridge's keys with HAProxy and repairs them: another
+    /// bridge that has just lost partitions may have written to them before it knew.
+    private func audit() async throws -> Bool {
+        lastAudit = .now
+        fence()
+        applier.invalidate()
+        return try await synchronizeUntilDone(reason: "audit") != nil
     }
 
     /// Partitions were given to this bridge: what it did not own before is reloaded from the state
@@ -119,6 +160,8 @@ final class Pipeline {
             logger.error("cannot read the stored state of newly assigned partitions", metadata: ["error": "\(error)"])
         }
         applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
+        // Compare again soon: the previous owner may still have written while it was losing them.
+        lastAudit = .now - auditInterval + checkInterval
         logger.info(
             "partitions assigned",
             metadata: ["kafka.partitions": "\(partitions.sorted())", "owned": "\(ownedPartitions.count)", "exclusive": "\(isExclusive)"])
@@ -128,12 +171,25 @@ final class Pipeline {
     // MARK: - Batches
 
     /// Applies one batch; false when it was abandoned at shutdown (its offsets are not committed).
-    private func process(_ batch: Batch) async throws -> Bool {
+    private func process(_ incoming: Batch) async throws -> Bool {
         let started = clock.now
-        let tickets = batch.lastOffsets.map { tracker.register($0.key, through: $0.value) }
+        fence()
+        var batch = incoming
+        let foreign = Set(batch.messages.map(\.partition)).subtracting(ownedPartitions)
+        if !foreign.isEmpty {
+            // Messages of partitions this bridge no longer owns: their new owner reads them again.
+            batch.remove(partitions: foreign)
+            if batch.isEmpty { return true }
+        }
+        let tickets = Dictionary(uniqueKeysWithValues: batch.lastOffsets.map { ($0.key, tracker.register($0.key, through: $0.value)) })
         metrics.consumed.increment(by: batch.messages.count)
         for message in batch.messages {
-            if let invalid = message.invalid { reportInvalid(message, invalid) }
+            guard let invalid = message.invalid else { continue }
+            reportInvalid(message, invalid)
+            if let deadLetters, let ticket = tickets[message.partition] {
+                tracker.addParts(ticket, 1)
+                deadLetters.send(.invalid(message, invalid, ticket: ticket))
+            }
         }
         var partitionOwners: [TopicPartition: MapContents.Owner] = [:]
         let messageOwners = batch.messages.map { message in
@@ -155,12 +211,12 @@ final class Pipeline {
                     "shutting down: abandoning the batch in flight; it is consumed again after restart", metadata: ["batch.events": "\(batch.events)"])
                 return false
             }
-            for rejection in report.rejections { reportRefused(rejection, batch) }
+            for rejection in report.rejections { reportRefused(rejection, batch, tickets) }
             metrics.commands.increment(by: report.commands)
             metrics.entriesWritten.increment(by: report.entriesWritten)
             for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
         }
-        for ticket in tickets { tracker.finish(ticket) }
+        for ticket in tickets.values { tracker.finish(ticket) }
         let elapsed = clock.now - started
         metrics.applyDuration.recordNanoseconds(elapsed.nanoseconds)
         metrics.changesApplied.increment(by: batch.changes.count)
@@ -218,6 +274,7 @@ final class Pipeline {
             initialMilliseconds: configuration.haproxy.reconnectInitialMilliseconds, maxMilliseconds: configuration.haproxy.reconnectMaxMilliseconds)
         var failures = 0
         while true {
+            fence()
             do {
                 let report = try await applier.synchronize()
                 noteSync(report, reason: reason)
@@ -305,18 +362,28 @@ final class Pipeline {
     private func reportInvalid(_ message: MessageRecord, _ invalid: InvalidEvent) {
         metrics.invalid(reason: invalid.label)
         status.update { $0.invalidEvents += 1 }
-        logger.warning(
-            "invalid event skipped",
+        // With a dead-letter topic the letter carries all of this; the log line is then for debugging.
+        logger.log(
+            level: deadLetters == nil ? .warning : .debug,
+            deadLetters == nil ? "invalid event skipped" : "invalid event dead-lettered",
             metadata: [
                 "kafka.topic": "\(message.partition.topic)", "kafka.partition": "\(message.partition.partition)", "kafka.offset": "\(message.offset)",
                 "reason": "\(invalid.label)", "detail": "\(invalid.reason)",
             ])
     }
 
-    private func reportRefused(_ rejection: Rejection, _ batch: Batch) {
+    private func reportRefused(_ rejection: Rejection, _ batch: Batch, _ tickets: [TopicPartition: OffsetTracker.Ticket]) {
         metrics.refused.increment()
         status.update { $0.refusedChanges += 1 }
-        let message = rejection.tag.flatMap { $0 < batch.changes.count ? batch.messages[batch.changes[$0].message] : nil }
+        let change = rejection.tag.flatMap { $0 < batch.changes.count ? batch.changes[$0] : nil }
+        let message = change.map { batch.messages[$0.message] }
+        if let deadLetters, let change, let message, let ticket = tickets[message.partition] {
+            tracker.addParts(ticket, 1)
+            deadLetters.send(
+                .refused(
+                    map: configuration.maps[change.map].name, key: change.key.string, value: change.value, detail: rejection.reason, message: message,
+                    ticket: ticket))
+        }
         logger.warning(
             "HAProxy refused a change; skipped",
             metadata: [
@@ -324,6 +391,28 @@ final class Pipeline {
                 "kafka.topic": "\(message?.partition.topic ?? "?")", "kafka.partition": "\(message.map { String($0.partition.partition) } ?? "?")",
                 "kafka.offset": "\(message.map { String($0.offset) } ?? "?")",
             ])
+    }
+
+    // MARK: - Dead letters
+
+    /// Counts acknowledged dead letters as done, and sends failed ones again: their source offsets
+    /// stay uncommitted until the broker has them.
+    private func collectDeadLetters() {
+        guard let deadLetters else { return }
+        for (letter, error) in deadLetters.drain() {
+            if let error {
+                metrics.deadLetterErrors.increment()
+                status.update { $0.deadLetterFailures += 1 }
+                logger.warning(
+                    "dead letter not delivered; sending it again (its source offset is not committed meanwhile)",
+                    metadata: ["error": "\(error.reason)", "source": "\(letter.source)", "topic": "\(deadLetters.topic)"])
+                deadLetters.send(letter)
+            } else {
+                metrics.deadLettered.increment()
+                status.update { $0.deadLettered += 1 }
+                tracker.finish(letter.ticket)
+            }
+        }
     }
 
     // MARK: - Offsets
@@ -347,6 +436,7 @@ final class Pipeline {
     /// Stores the state of the changed maps durably, with the offsets it reflects; false when it
     /// could not be stored (then nothing may be committed).
     private func persist() async -> Bool {
+        fence()
         guard !dirtyMaps.isEmpty else { return true }
         let started = clock.now
         let snapshots = dirtyMaps.sorted().map { map in
@@ -383,6 +473,18 @@ final class Pipeline {
     /// time), so store the state and hand back their offsets to commit.
     private func revoke(_ request: RevokeRequest) async {
         collectCommitOutcomes()
+        if let deadLetters, !request.lost {
+            // Let the letters of these partitions reach the broker, so their offsets can be committed now.
+            await deadLetters.flush(milliseconds: 2000)
+            collectDeadLetters()
+        }
+        if request.lost {
+            // Lost: the group may already have given them to another bridge, which stores their
+            // state now; storing this bridge's older view would overwrite it.
+            ownedPartitions.subtract(request.partitions)
+            _ = tracker.revoke(request.partitions)
+            applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
+        }
         let stored = await persist()
         let offsets = tracker.revoke(request.partitions)
         request.answer(stored && !request.lost ? offsets : [:])

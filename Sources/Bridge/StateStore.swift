@@ -74,6 +74,20 @@ final class StateStore: Sendable {
 
     func statePath(_ map: Int) -> String { "\(directory)/\(maps[map].name).state" }
     var lockPath: String { "\(directory)/.lock" }
+    /// Per partition, the next offset to consume: every state file reflects the events before it.
+    /// Written after the state files (so never ahead of them) and read when partitions are
+    /// assigned: consumption resumes there when the group's commit is further on.
+    var offsetsPath: String { "\(directory)/offsets" }
+
+    /// The stored offsets of these partitions (those the file names).
+    func storedOffsets(_ partitions: [TopicPartition]) throws -> [TopicPartition: Int64] {
+        let stored = try StateFiles.withLock(lockPath) { try StateFiles.readOffsets(path: offsetsPath) } ?? [:]
+        var result: [TopicPartition: Int64] = [:]
+        for partition in partitions {
+            if let offset = stored[OwnerTable.name(partition)] { result[partition] = offset }
+        }
+        return result
+    }
 
     /// Creates the state directory if needed and checks that every file can be replaced.
     func prepare() throws {
@@ -170,6 +184,12 @@ final class StateStore: Sendable {
                     try StateFiles.writeAtomically(path: map.path, bytes: StateFiles.mapFile(entries, header: header))
                 }
             }
+            // Last: the offsets the files now reflect, for the partitions this bridge writes (every
+            // one it tracks, when it is the only writer); the others' stay as they were.
+            var stored = try StateFiles.readOffsets(path: offsetsPath) ?? [:]
+            let writable = owned.map { Set($0.map(owners.name)) }
+            for (name, offset) in offsetNames where writable?.contains(name) ?? true { stored[name] = offset }
+            try StateFiles.writeAtomically(path: offsetsPath, bytes: StateFiles.offsetsFile(stored))
         }
     }
 }

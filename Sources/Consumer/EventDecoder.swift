@@ -124,6 +124,7 @@ public struct EventDecoder: Sendable {
         if !reader.consume(UInt8(ascii: "}")) {
             while true {
                 reader.skipWhitespace()
+                guard reader.peek() == UInt8(ascii: "\"") else { return reader.failure("bad_json", "expected a field name in double quotes") }
                 guard let name = reader.readRawString() else { return reader.lastFailure ?? reader.failure("bad_json", "expected a field name") }
                 let field: Field
                 switch name {

@@ -20,6 +20,10 @@ public protocol KafkaConsumerDelegate: AnyObject, Sendable {
     func endOfBurst()
     /// These partitions are now ours; their messages follow.
     func assigned(_ partitions: [TopicPartition])
+    /// Where the owner's durable state says consumption of these partitions should resume (the
+    /// next offset its state does not reflect), for the partitions it knows. The consumer starts
+    /// each partition at the lower of this and the group's committed offset.
+    func startingOffsets(_ partitions: [TopicPartition]) -> [TopicPartition: Int64]
     /// These partitions are being taken away. Return, for each partition that should be committed
     /// before they go, the next offset to consume. When `lost` is true (the group evicted us),
     /// nothing is committed whatever is returned. The polling thread waits for the answer, so it
@@ -31,6 +35,10 @@ public protocol KafkaConsumerDelegate: AnyObject, Sendable {
     func failed(_ error: KafkaError)
 }
 
+extension KafkaConsumerDelegate {
+    public func startingOffsets(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+}
+
 /// librdkafka's high-level consumer, polled on a thread of its own so that nothing blocks the Swift
 /// concurrency pool. Offsets are never stored or committed automatically: only ``commit(_:)`` and
 /// ``commitNow(_:)`` commit, with exactly the offsets given. Every librdkafka call on the handle
@@ -40,7 +48,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         public var bootstrapServers: String
         public var groupID: String
         public var topics: [String]
-        public var assignmentStrategy: AssignmentStrategy = .cooperativeSticky
+        public var assignmentStrategy: AssignmentStrategy = .range
         /// Any librdkafka property (TLS, SASL, timeouts...), passed through; it can override the
         /// defaults below but never the offset-management settings the bridge relies on.
         public var properties = KafkaSettings()
@@ -434,11 +442,51 @@ public final class KafkaConsumer: @unchecked Sendable {
         logger.debug("\(pause ? "paused" : "resumed") partitions", metadata: ["kafka.partitions": "\(partitions.sorted())"])
     }
 
+    /// Sets, in the list about to be assigned, the offset each partition starts at when the
+    /// delegate's durable state is behind the group's commit (or the group has none): the state
+    /// must not miss the events between. Otherwise the committed offset applies, as usual.
+    private func applyStartingOffsets(_ handle: OpaquePointer, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let list = PartitionList.read(partitions).map(\.0)
+        let stored = delegate.startingOffsets(list)
+        guard !stored.isEmpty else { return }
+        var committed: [TopicPartition: Int64] = [:]
+        let error = PartitionList.with(list.map { ($0, nil) }) { query in
+            let error = rd_kafka_committed(handle, query, 10000)
+            for (partition, offset, partitionError) in PartitionList.read(query) where partitionError == RD_KAFKA_RESP_ERR_NO_ERROR {
+                committed[partition] = offset
+            }
+            return error
+        }
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            // Without the group's offsets, starting from the stored ones is still right: the state
+            // reflects exactly the events before them.
+            logger.warning(
+                "cannot read the committed offsets; starting from the stored state's offsets",
+                metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
+        }
+        var rewound: [String] = []
+        for index in 0..<Int(partitions.pointee.cnt) {
+            let element = partitions.pointee.elems[index]
+            let partition = TopicPartition(String(cString: element.topic), element.partition)
+            guard let start = stored[partition], start >= 0 else { continue }
+            let groupOffset = committed[partition] ?? -1
+            if groupOffset >= 0 && groupOffset <= start { continue }
+            partitions.pointee.elems[index].offset = start
+            rewound.append("\(partition)=\(start) (committed \(groupOffset >= 0 ? String(groupOffset) : "none"))")
+        }
+        if !rewound.isEmpty {
+            logger.notice(
+                "starting partitions from the stored state's offsets, behind the group's commit",
+                metadata: ["kafka.offsets": "\(rewound.joined(separator: " "))"])
+        }
+    }
+
     private func rebalance(_ handle: OpaquePointer, _ error: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
         let list = PartitionList.read(partitions).map(\.0)
         let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if let partitions { applyStartingOffsets(handle, partitions) }
             if cooperative {
                 if let failure = rd_kafka_incremental_assign(handle, partitions) {
                     logger.error("incremental assign failed", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])

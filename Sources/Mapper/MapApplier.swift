@@ -242,7 +242,8 @@ public final class MapApplier {
         if maps[index].adoptLive {
             maps[index].contents = MapContents(entries: live)
             maps[index].adoptLive = false
-            logger.info("adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].contents.count)"])
+            logger.info(
+                "adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].contents.count)"])
         }
         let comparison =
             exclusive
@@ -388,7 +389,10 @@ public final class MapApplier {
                     target.set(change.key, value, owner: change.owner)
                     continue
                 }
-            } else if before != nil {
+            } else if before != nil || !exclusive {
+                // Sharing the map, a key this bridge believes absent may still be in HAProxy: added
+                // by its previous owner after it last stored its state, just before it died (no
+                // stored state names it, so no comparison finds it). `del` is cheap insurance.
                 plan.updates.append((offset, change.key, RuntimeCommand.del(definition.path, key: change.key.string), true))
                 target.remove(change.key, owner: change.owner)
             } else {

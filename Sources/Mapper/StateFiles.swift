@@ -27,7 +27,8 @@ public struct StoredMap: Sendable, Equatable {
     public init() {}
 
     public static func == (lhs: StoredMap, rhs: StoredMap) -> Bool {
-        lhs.entries == rhs.entries && lhs.offsets == rhs.offsets && lhs.tombstones.map { "\($0.owner)\t\($0.key)" } == rhs.tombstones.map { "\($0.owner)\t\($0.key)" }
+        lhs.entries == rhs.entries && lhs.offsets == rhs.offsets
+            && lhs.tombstones.map { "\($0.owner)\t\($0.key)" } == rhs.tombstones.map { "\($0.owner)\t\($0.key)" }
     }
 }
 
@@ -61,6 +62,27 @@ public enum StateFiles {
             }
         }
         return stored
+    }
+
+    /// Reads an offsets file (`topic:partition offset` lines); nil when it does not exist.
+    public static func readOffsets(path: String) throws(MapperError) -> [String: Int64]? {
+        guard let text = try readFile(path) else { return nil }
+        var offsets: [String: Int64] = [:]
+        for line in lines(text) where !line.hasPrefix("#") {
+            let fields = line.split(separator: " ")
+            guard fields.count == 2, let offset = Int64(fields[1]) else {
+                throw MapperError(.stateFile, "\(path): malformed line '\(line.prefix(120))'")
+            }
+            offsets[String(fields[0])] = offset
+        }
+        return offsets
+    }
+
+    /// The bytes of an offsets file.
+    public static func offsetsFile(_ offsets: [String: Int64]) -> [UInt8] {
+        var text = "# mapbridge offsets v1: per partition, the next offset to consume; every state file here reflects the events before it\n"
+        for (name, offset) in offsets.sorted(by: { $0.key < $1.key }) { text += "\(name) \(offset)\n" }
+        return Array(text.utf8)
     }
 
     /// The bytes of a state file.

@@ -121,6 +121,18 @@ public final class EventLog: @unchecked Sendable {
 
     public var count: Int { lock.withLock { events.count } }
 
+    /// Every event as `topic\tpartition\toffset\tmap\tkey\tvalue` lines (`-` for a delete), for
+    /// inspecting a failed test offline.
+    public func dump() -> String {
+        lock.withLock { events }.map { "\($0.topic)\t\($0.partition)\t\($0.offset)\t\($0.map)\t\($0.key)\t\($0.value ?? "-")" }.joined(separator: "\n") + "\n"
+    }
+
+    /// Where the key's last event went (`topic:partition@offset`).
+    public func lastPartition(of key: String, map: String) -> String {
+        let last = lock.withLock { events }.filter { $0.map == map && $0.key == key }.max { ($0.partition, $0.offset) < ($1.partition, $1.offset) }
+        return last.map { "\($0.topic):\($0.partition)@\($0.offset)" } ?? "no event"
+    }
+
     /// The next offset after every recorded event, per `topic:partition`.
     public func ends() -> [String: Int64] {
         var ends: [String: Int64] = [:]

@@ -43,7 +43,7 @@ struct ConfigurationTests {
         let configuration = try BridgeConfiguration.parse(yaml: Self.minimal)
         #expect(configuration.kafka.brokers == "k1:9092,k2:9092")
         #expect(configuration.kafka.groupID == "edge-1")
-        #expect(configuration.kafka.assignmentStrategy == .cooperativeSticky)
+        #expect(configuration.kafka.assignmentStrategy == .range)
         #expect(configuration.haproxy.socket == "tcp://127.0.0.1:9999")
         #expect(configuration.haproxy.bufsize == 16384)
         #expect(configuration.batch == .init())

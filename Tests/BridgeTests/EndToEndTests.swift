@@ -146,6 +146,37 @@ struct EndToEndTests {
         }
     }
 
+    @Test("a stored state behind the group's commit (left by a bridge that lost its partitions) is caught up from its own offsets")
+    func storedStateBehindCommit() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 2)]) { harness in
+                let configuration = harness.configuration(
+                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
+                func round(_ value: String) async throws {
+                    harness.start(configuration)
+                    for n in 0..<300 { try harness.produce(topic: "changes", key: "a\(n)", value: Self.jsonEvent("hosts", "a\(n)", value)) }
+                    try harness.flush()
+                    try await waitUntil("round \(value) applied and committed", timeout: 60) { harness.committedEverything() }
+                    try await harness.stop()
+                }
+                let state = harness.stateDirectory.path
+                let files = ["hosts.state", "offsets"]
+                try await round("v1")
+                let early = try files.map { try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)")) }
+                try await round("v2")
+                // Put back the state (and its offsets) of the first round: the group has committed the second.
+                for (file, data) in zip(files, early) { try data.write(to: URL(fileURLWithPath: "\(state)/\(file)")) }
+                harness.start(configuration)
+                let expected = Dictionary(uniqueKeysWithValues: (0..<300).map { ("a\($0)", "v2") })
+                try await waitUntil("the map to hold the second round again", timeout: 60) {
+                    mapMatches(haproxy, "hosts", expected) && harness.status.eventsConsumed >= 300
+                }
+                try expectExact(haproxy, "hosts", expected)
+                try await harness.stop()
+            }
+        }
+    }
+
     @Test("the example configuration runs against the example HAProxy configuration and routes by the map")
     func exampleConfiguration() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path

@@ -1,8 +1,8 @@
 import Bridge
 import Consumer
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 3's reliability tests: the daemon runs as a child process (as a user runs it) between a
 /// real HAProxy and the embedded Kafka cluster hosted by the test process, and is killed, stopped,
@@ -92,6 +92,8 @@ struct ReliabilityTests {
         let workload: Workload
         let partitions: [TopicPartition]
         let bridges = Locked<[BridgeProcess]>([])
+        /// Set when an expectation failed without ending the test: its files are kept too.
+        let failed = Locked(false)
 
         /// A bridge process of this world (its log is printed when the test fails).
         func bridge(_ yaml: String, name: String = "bridge") throws -> BridgeProcess {
@@ -100,12 +102,11 @@ struct ReliabilityTests {
             return bridge
         }
 
-        func yaml(group: String = "reliability", extra: String = "", backlog: String = "", strategy: String = "cooperative-sticky") -> String {
+        func yaml(group: String = "reliability", extra: String = "", backlog: String = "", strategy: String? = nil) -> String {
             """
             kafka:
               brokers: "\(cluster.bootstrapServers)"
-              group_id: \(group)
-              assignment_strategy: \(strategy)
+              group_id: \(group)\(strategy.map { "\n  assignment_strategy: \($0)" } ?? "")
               properties:
                 session.timeout.ms: "6000"
                 heartbeat.interval.ms: "500"\(ProcessInfo.processInfo.environment["RDKAFKA_DEBUG"].map { "\n    debug: \"\($0)\"" } ?? "")
@@ -175,6 +176,25 @@ struct ReliabilityTests {
                 && hosts.entries == workload.log.state(of: "hosts") && routes.entries == workload.log.state(of: "routes")
         }
 
+        /// What differs between HAProxy and the log, per map: counts and a few keys with the
+        /// partition of their last event (for diagnosing a failure).
+        func divergence() -> String {
+            var lines: [String] = []
+            for map in ["hosts", "routes"] {
+                guard let live = try? live(map) else { continue }
+                let expected = workload.log.state(of: map)
+                let missing = expected.keys.filter { live.entries[$0] == nil }
+                let extra = live.entries.keys.filter { expected[$0] == nil }
+                let different = expected.keys.filter { live.entries[$0] != nil && live.entries[$0] != expected[$0] }
+                let sample = (missing.prefix(3).map { "missing \($0)" } + extra.prefix(3).map { "extra \($0)" } + different.prefix(3).map { "different \($0)" })
+                    .map { "\($0) (\(workload.log.lastPartition(of: String($0.split(separator: " ").last!), map: map)))" }
+                lines.append(
+                    "\(map): \(missing.count) missing, \(extra.count) extra, \(different.count) different, \(live.duplicates.count) duplicated; \(sample.joined(separator: ", "))"
+                )
+            }
+            return lines.joined(separator: "\n")
+        }
+
         /// True when every produced offset is committed.
         func committedEverything(group: String = "reliability") -> Bool {
             guard let committed = try? committed(group: group) else { return false }
@@ -187,6 +207,7 @@ struct ReliabilityTests {
             for map in ["hosts", "routes"] {
                 let (ok, detail) = workload.log.isNotBehind(try live(map).entries, map: map, committed: committed)
                 #expect(ok, "\(map): committed ahead of HAProxy: \(detail)", sourceLocation: sourceLocation)
+                if !ok { failed.withLock { $0 = true } }
             }
         }
     }
@@ -198,18 +219,33 @@ struct ReliabilityTests {
             try cluster.createTopic("changes", partitions: 4)
             try cluster.createTopic("routes", partitions: 4)
             let partitions = (0..<4).flatMap { [TopicPartition("changes", Int32($0)), TopicPartition("routes", Int32($0))] }
-            let world = World(haproxy: haproxy, cluster: cluster, directory: directory, workload: try Workload(cluster: cluster, keys: keys), partitions: partitions)
-            do {
-                let result = try await body(world)
-                for bridge in world.bridges.value where bridge.isRunning { bridge.kill9() }
-                directory.remove()
-                return result
-            } catch {
+            let world = World(
+                haproxy: haproxy, cluster: cluster, directory: directory, workload: try Workload(cluster: cluster, keys: keys), partitions: partitions)
+            func keep() {
                 for bridge in world.bridges.value {
                     print("---- \(bridge.logPath) (last 60 lines)\n" + bridge.log().split(separator: "\n").suffix(60).joined(separator: "\n"))
                     if bridge.isRunning { bridge.kill9() }
                 }
+                try? world.workload.log.dump().write(toFile: directory.file("events.tsv"), atomically: true, encoding: .utf8)
+                for map in ["hosts", "routes"] {
+                    let live = (try? haproxy.oracle.entries(of: haproxy.mapPath(map))) ?? []
+                    try? live.map { "\($0.key)\t\($0.value)" }.joined(separator: "\n").write(
+                        toFile: directory.file("live-\(map).tsv"), atomically: true, encoding: .utf8)
+                }
+                if let committed = try? world.committed() {
+                    try? committed.sorted { $0.key < $1.key }.map { "\($0.key)\t\($0.value)" }.joined(separator: "\n").write(
+                        toFile: directory.file("committed.tsv"), atomically: true, encoding: .utf8)
+                }
                 print("---- kept for inspection: \(directory.path)")
+            }
+            do {
+                let result = try await body(world)
+                if world.failed.value { keep() }
+                for bridge in world.bridges.value where bridge.isRunning { bridge.kill9() }
+                if !world.failed.value { directory.remove() }
+                return result
+            } catch {
+                keep()
                 throw error
             }
         }
@@ -286,9 +322,13 @@ struct ReliabilityTests {
             let comparisons = bridge.logLines(containing: "compared with HAProxy after a restart or reload").count
             let repairs = bridge.logLines(containing: "resynchronised a map with HAProxy").count
             #expect(restarts >= 3, "the bridge noticed every restart and the reload")
-            #expect(comparisons >= 6, "both maps compared after each of the three process changes:\n\(bridge.logLines(containing: "HAProxy").joined(separator: "\n"))")
+            #expect(
+                comparisons >= 6,
+                "both maps compared after each of the three process changes:\n\(bridge.logLines(containing: "HAProxy").joined(separator: "\n"))")
             #expect(try await bridge.terminate() == 0)
-            print("reliability: HAProxy restart test: \(world.workload.log.count) events, 2 restarts + 1 reload, \(restarts) noticed, \(comparisons) map comparisons, \(repairs) repaired, lost changes: 0")
+            print(
+                "reliability: HAProxy restart test: \(world.workload.log.count) events, 2 restarts + 1 reload, \(restarts) noticed, \(comparisons) map comparisons, \(repairs) repaired, lost changes: 0"
+            )
         }
     }
 
@@ -342,7 +382,8 @@ struct ReliabilityTests {
     func frozenHAProxy() async throws {
         try await withWorld(keys: 2000) { world in
             let backlog = "backlog: { max_events: 20000, max_bytes: 4194304 }"
-            let yaml = world.yaml(backlog: backlog).replacingOccurrences(of: "heartbeat.interval.ms: \"500\"", with: "heartbeat.interval.ms: \"500\"\n    queued.max.messages.kbytes: \"4096\"")
+            let yaml = world.yaml(backlog: backlog).replacingOccurrences(
+                of: "heartbeat.interval.ms: \"500\"", with: "heartbeat.interval.ms: \"500\"\n    queued.max.messages.kbytes: \"4096\"")
             let bridge = try world.bridge(yaml)
             try bridge.start()
             try await world.workload.stream(total: 10_000, slice: 1000, pause: .milliseconds(10))
@@ -367,7 +408,9 @@ struct ReliabilityTests {
             try await waitUntil("the maps to converge", timeout: 180) { world.converged() }
             try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
             #expect(try await bridge.terminate() == 0)
-            print("reliability: frozen HAProxy test: \(world.workload.log.count) events, 10 s frozen, memory growth \(growth >> 20) MiB (bound 4 MiB backlog + 4 MiB prefetch), lost changes: 0")
+            print(
+                "reliability: frozen HAProxy test: \(world.workload.log.count) events, 10 s frozen, memory growth \(growth >> 20) MiB (bound 4 MiB backlog + 4 MiB prefetch), lost changes: 0"
+            )
         }
     }
 
@@ -378,7 +421,9 @@ struct ReliabilityTests {
             try bridge.start()
             let stream = world.workload.start()
             try await waitForProgress(world)
-            world.cluster.failRequests(.offsetCommit, with: [KafkaErrorCode.requestTimedOut, KafkaErrorCode.requestTimedOut, KafkaErrorCode.notCoordinator, KafkaErrorCode.coordinatorNotAvailable])
+            world.cluster.failRequests(
+                .offsetCommit,
+                with: [KafkaErrorCode.requestTimedOut, KafkaErrorCode.requestTimedOut, KafkaErrorCode.notCoordinator, KafkaErrorCode.coordinatorNotAvailable])
             try await waitForProgress(world)
             try await world.expectNotBehind()
             world.cluster.failRequests(.fetch, with: Array(repeating: KafkaErrorCode.notLeaderForPartition, count: 5))
@@ -402,11 +447,11 @@ struct ReliabilityTests {
         }
     }
 
-    @Test("two bridge processes in one group on one HAProxy, one restarted 4 times (rebalances): exact")
-    func twoBridges() async throws {
+    @Test("two bridge processes in one group on one HAProxy, one restarted 4 times (rebalances): exact", arguments: ["cooperative-sticky", "range"])
+    func twoBridges(strategy: String) async throws {
         try await withWorld { world in
-            let stable = try world.bridge(world.yaml(), name: "stable")
-            let restarted = try world.bridge(world.yaml(), name: "restarted")
+            let stable = try world.bridge(world.yaml(strategy: strategy), name: "stable")
+            let restarted = try world.bridge(world.yaml(strategy: strategy), name: "restarted")
             try stable.start()
             try restarted.start()
             let stream = world.workload.start()
@@ -423,13 +468,45 @@ struct ReliabilityTests {
             }
             try await waitForProgress(world)
             try await stream.stop()
-            try await waitUntil("the maps to converge", timeout: 150) { world.converged() }
+            do {
+                try await waitUntil("the maps to converge", timeout: 150) { world.converged() }
+            } catch {
+                print("divergence:\n\(world.divergence())")
+                throw error
+            }
             try await waitUntil("every offset committed", timeout: 90) { world.committedEverything() }
             #expect(world.converged())
             #expect(try await restarted.terminate() == 0)
             #expect(try await stable.terminate() == 0)
             let shared = stable.logLines(containing: "sharing the maps with other bridges").count
-            print("reliability: two-bridge test: \(world.workload.log.count) events, 4 restarts (2 SIGTERM, 2 kill -9), \(shared) switches to shared mode, lost changes: 0")
+            print(
+                "reliability: two-bridge test (\(strategy)): \(world.workload.log.count) events, 4 restarts (2 SIGTERM, 2 kill -9), \(shared) switches to shared mode, lost changes: 0"
+            )
+        }
+    }
+
+    @Test("SIGTERM waits for the batch in flight (bounded); a second SIGTERM exits at once")
+    func secondSignal() async throws {
+        try await withWorld { world in
+            let yaml = world.yaml().replacingOccurrences(of: "shutdown: { timeout_ms: 3000 }", with: "shutdown: { timeout_ms: 60000 }")
+            let bridge = try world.bridge(yaml)
+            try bridge.start()
+            let stream = world.workload.start()
+            try await waitForProgress(world)
+            // HAProxy frozen: the batch in flight cannot be acknowledged, so a graceful stop must wait.
+            world.haproxy.freeze()
+            defer { world.haproxy.thaw() }
+            try await waitUntil("the bridge to wait for HAProxy", timeout: 30) { !bridge.logLines(containing: "HAProxy did not acknowledge the batch").isEmpty }
+            bridge.signal(SIGTERM)
+            try await waitUntil("the graceful shutdown to begin", timeout: 30) {
+                !bridge.logLines(containing: "shutting down: finishing the batch in flight").isEmpty
+            }
+            #expect(bridge.isRunning, "the first signal waits for the batch in flight (up to shutdown.timeout_ms)")
+            bridge.signal(SIGTERM)
+            let status = try await bridge.waitForExit(timeout: 10)
+            #expect(status == 128 + SIGTERM, "the second signal ends the process at once")
+            #expect(!bridge.logLines(containing: "second signal, exiting at once").isEmpty)
+            try await stream.stop()
         }
     }
 }

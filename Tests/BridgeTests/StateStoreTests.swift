@@ -1,8 +1,8 @@
 import Consumer
 import Foundation
 import Mapper
-import Testing
 import TestSupport
+import Testing
 
 @testable import Bridge
 
@@ -45,17 +45,26 @@ struct StateStoreTests {
         let p1b = ownersB.id(TopicPartition("changes", 1))
         // A starts alone with a seed entry and one of its own, then shares.
         try a.store(
-            [MapSnapshot(map: 0, entries: [.init(key: MapKey("seed"), value: "s", owner: MapContents.unowned), .init(key: MapKey("a1"), value: "1", owner: p0a)], tombstones: [:])],
+            [
+                MapSnapshot(
+                    map: 0, entries: [.init(key: MapKey("seed"), value: "s", owner: MapContents.unowned), .init(key: MapKey("a1"), value: "1", owner: p0a)],
+                    tombstones: [:])
+            ],
             offsets: [TopicPartition("changes", 0): 5], owned: nil)
         // B owns partition 1: adds b1 and deletes the seed key.
         try b.store(
             [MapSnapshot(map: 0, entries: [.init(key: MapKey("b1"), value: "2", owner: p1b)], tombstones: [MapKey("seed"): p1b])],
             offsets: [TopicPartition("changes", 1): 9], owned: [p1b])
         // A, still owning only partition 0, updates a1.
-        try a.store([MapSnapshot(map: 0, entries: [.init(key: MapKey("a1"), value: "1b", owner: p0a)], tombstones: [:])], offsets: [TopicPartition("changes", 0): 6], owned: [p0a])
+        try a.store(
+            [MapSnapshot(map: 0, entries: [.init(key: MapKey("a1"), value: "1b", owner: p0a)], tombstones: [:])], offsets: [TopicPartition("changes", 0): 6],
+            owned: [p0a])
         let stored = try #require(try StateFiles.readState(path: directory.file("state/hosts.state")))
         #expect(Set(stored.entries.map { "\($0.owner) \($0.key)=\($0.value)" }) == ["changes:0 a1=1b", "changes:1 b1=2"])
         #expect(stored.offsets == ["changes:0": 6, "changes:1": 9])
+        // The offsets file, written after the state files, merges both bridges' partitions.
+        #expect(try StateFiles.readOffsets(path: directory.file("state/offsets")) == ["changes:0": 6, "changes:1": 9])
+        #expect(try a.storedOffsets([TopicPartition("changes", 1), TopicPartition("changes", 2)]) == [TopicPartition("changes", 1): 9])
         let mapFile = try #require(try StateFiles.readMapFile(path: directory.file("hosts.map")))
         #expect(Set(mapFile.map { "\($0.key)=\($0.value)" }) == ["a1=1b", "b1=2"])
         // When A is given partition 1, it reloads what B stored for it (and everything else it does not own).

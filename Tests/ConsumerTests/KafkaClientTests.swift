@@ -45,7 +45,7 @@ struct KafkaClientTests {
     static let logger = testLogger("test.kafka")
 
     func consumer(
-        _ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy = .cooperativeSticky
+        _ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy = .range
     ) throws -> KafkaConsumer {
         var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: group, topics: topics)
         configuration.assignmentStrategy = strategy
@@ -209,7 +209,9 @@ struct BrokerOutageTests {
             }
         }
         defer { committer.cancel() }
-        cluster.failRequests(.offsetCommit, with: [KafkaErrorCode.requestTimedOut, KafkaErrorCode.requestTimedOut, KafkaErrorCode.notCoordinator, KafkaErrorCode.coordinatorNotAvailable])
+        cluster.failRequests(
+            .offsetCommit,
+            with: [KafkaErrorCode.requestTimedOut, KafkaErrorCode.requestTimedOut, KafkaErrorCode.notCoordinator, KafkaErrorCode.coordinatorNotAvailable])
         for index in 0..<50 { try producer.produce(topic: "events", key: Array("\(index)".utf8), value: [4]) }
         try producer.flush()
         try await waitUntil("messages after the commit errors", timeout: 60) { delegate.messages.count >= 250 }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import Mapper
 
@@ -16,7 +16,9 @@ struct StateFilesTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         var stored = StoredMap()
-        stored.entries = Self.awkward.enumerated().map { StoredMap.Entry(owner: $0.offset % 2 == 0 ? "-" : "changes:\($0.offset)", key: $0.element.key, value: $0.element.value) }
+        stored.entries = Self.awkward.enumerated().map {
+            StoredMap.Entry(owner: $0.offset % 2 == 0 ? "-" : "changes:\($0.offset)", key: $0.element.key, value: $0.element.value)
+        }
         stored.tombstones = [("routes:1", "gone.example.com")]
         stored.offsets = ["changes:0": 42, "routes:1": 7]
         let path = directory.file("hosts.state")
@@ -30,7 +32,8 @@ struct StateFilesTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let path = directory.file("hosts.map")
-        try StateFiles.writeAtomically(path: path, bytes: StateFiles.mapFile(Self.awkward.map { (MapKey($0.key), $0.value) }, header: ["managed", "offsets x=1"]))
+        try StateFiles.writeAtomically(
+            path: path, bytes: StateFiles.mapFile(Self.awkward.map { (MapKey($0.key), $0.value) }, header: ["managed", "offsets x=1"]))
         let read = try #require(try StateFiles.readMapFile(path: path))
         #expect(read.map(\.key) == Self.awkward.map(\.key))
         #expect(read.map(\.value) == Self.awkward.map(\.value))
