@@ -81,8 +81,12 @@ let package = Package(
             name: "mapbridge-bench",
             dependencies: [
                 "Bridge",
+                "Consumer",
+                "Mapper",
                 "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "ConsumerTests", dependencies: ["Consumer", "TestSupport"]),

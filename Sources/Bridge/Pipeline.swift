@@ -32,6 +32,8 @@ final class Pipeline {
     private var dirtyMaps: Set<Int> = []
     /// When owned keys were last compared with HAProxy while sharing the maps.
     private var lastAudit = ContinuousClock.now
+    /// Events in the last batch applied: the batch window grows with it (see ``batchWindow``).
+    private var lastBatchEvents = 0
     private var lastCommit = ContinuousClock.now
     private var lastCheck = ContinuousClock.now
     private var shutdownDeadline: ContinuousClock.Instant?
@@ -57,6 +59,15 @@ final class Pipeline {
 
     private var commitInterval: Duration { .milliseconds(configuration.commitIntervalMilliseconds) }
     private var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
+    /// How long a batch waits for more events after its first: nothing at low rates (latency: a
+    /// lone event goes at once), growing to `batch.max_wait_ms` as batches grow under load
+    /// (throughput: events that arrive while a batch is applied form the next one anyway).
+    var batchWindow: Duration {
+        let full = Duration.milliseconds(configuration.batch.maxWaitMilliseconds)
+        return full * min(1.0, Double(lastBatchEvents) / Double(Self.fullWindowBatch))
+    }
+    static let fullWindowBatch = 1000
+
     /// How often owned keys are compared with HAProxy while sharing the maps with other bridges.
     private var auditInterval: Duration { checkInterval * 6 }
 
@@ -70,8 +81,7 @@ final class Pipeline {
         while true {
             let idleDeadline = min(lastCommit + commitInterval, lastCheck + checkInterval)
             guard
-                let item = try await backlog.next(
-                    maxEvents: configuration.batch.maxEvents, maxWait: .milliseconds(configuration.batch.maxWaitMilliseconds), idleDeadline: idleDeadline)
+                let item = try await backlog.next(maxEvents: configuration.batch.maxEvents, maxWait: batchWindow, idleDeadline: idleDeadline)
             else { break }
             switch item {
             case .batch(let batch):
@@ -217,6 +227,7 @@ final class Pipeline {
             for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
         }
         for ticket in tickets.values { tracker.finish(ticket) }
+        lastBatchEvents = batch.events
         let elapsed = clock.now - started
         metrics.applyDuration.recordNanoseconds(elapsed.nanoseconds)
         metrics.changesApplied.increment(by: batch.changes.count)

@@ -566,3 +566,29 @@ public enum KafkaGroupOffsets {
         return Dictionary(offsets.map { ($0.0, $0.1) }, uniquingKeysWith: { $1 })
     }
 }
+
+/// The cluster's view of topics, without joining a group or creating anything.
+public enum KafkaMetadata {
+    /// Partition counts of the given topics that exist (asking for every topic, so that none is
+    /// auto-created by the question).
+    public static func partitionCounts(
+        bootstrapServers: String, topics: [String], properties: KafkaSettings = .init(), timeoutMilliseconds: Int32 = 10000, logger: Logger
+    ) throws(KafkaError) -> [String: Int32] {
+        var settings = properties
+        settings["bootstrap.servers"] = bootstrapServers
+        settings["client.id"] = settings["client.id"] ?? "mapbridge-check"
+        let client = try RdKafkaClient.make(RD_KAFKA_PRODUCER, settings: settings, callbacks: .init(logger: logger, settings: settings))
+        defer { client.destroy(flags: 0) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let error = rd_kafka_metadata(client.handle, 1, nil, &metadata, timeoutMilliseconds)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError(.operation, "cluster metadata", error) }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        var counts: [String: Int32] = [:]
+        for index in 0..<Int(metadata.pointee.topic_cnt) {
+            let topic = metadata.pointee.topics[index]
+            let name = String(cString: topic.topic)
+            if topics.contains(name) && topic.err == RD_KAFKA_RESP_ERR_NO_ERROR { counts[name] = topic.partition_cnt }
+        }
+        return counts
+    }
+}

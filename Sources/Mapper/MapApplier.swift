@@ -592,7 +592,7 @@ public final class MapApplier {
         return (rejections, commands)
     }
 
-    static func checkKnownMap(_ answer: RuntimeResponse, _ definition: MapDefinition) throws {
+    public static func checkKnownMap(_ answer: RuntimeResponse, _ definition: MapDefinition) throws {
         if answer.body.readableBytesView.starts(with: "Unknown map identifier".utf8) {
             throw MapperError(.unknownMap, "HAProxy does not know map \(definition.name) (\(definition.path)): it is not loaded by its configuration")
         }

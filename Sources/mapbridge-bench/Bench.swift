@@ -1,0 +1,396 @@
+import ArgumentParser
+import Consumer
+import Foundation
+import Logging
+import Mapper
+import NIOCore
+import TestSupport
+
+/// The benchmark of issue 5, in one run: HAProxy's own ceilings, the naive one-connection-per-
+/// command client, and the `mapbridge` daemon (a child process, as users run it) on workloads
+/// W1-W4, each with its peak RSS and its ratio to the ceiling it is bounded by.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mapbridge-bench", abstract: "Measures HAProxy's ceilings, the naive client and mapbridge on workloads W1-W4, side by side.")
+
+    @Option(help: "Events in W1, W2 and W3.") var events = 1_000_000
+    @Option(help: "Keys in W1, and entries pre-filled in W3.") var keys = 100_000
+    @Option(help: "Partitions of the benchmark topic (the embedded cluster keeps ~5 MB each).") var partitions: Int32 = 32
+    @Option(help: "Events per second in W4.") var rate = 1000
+    @Option(help: "Duration of W4 in seconds.") var seconds = 20
+    @Option(help: "Entries in W4's map.") var steadyKeys = 10_000
+    @Option(help: "Commands sent by the naive client.") var naiveCommands = 2000
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .error
+            return handler
+        }
+        guard FileManager.default.isExecutableFile(atPath: BridgeProcess.executable) else {
+            throw ValidationError("build mapbridge first: \(BridgeProcess.executable) is missing")
+        }
+        var table = Table()
+        print(
+            "mapbridge-bench: HAProxy \(HAProxyProcess.versionString()), librdkafka \(librdkafkaVersion), \(ProcessInfo.processInfo.activeProcessorCount) cores"
+        )
+        print("workload sizes: \(events) events, \(keys) keys, \(partitions) partitions; W4 \(rate)/s for \(seconds) s on \(steadyKeys) entries\n")
+
+        // HAProxy's ceilings and the naive client, on a map of the workload's size.
+        let payloadCeiling = try await Ceilings.payloadAdds(entries: events)
+        table.add("ceiling: payload add map (empty map)", rate: payloadCeiling, unit: "entries/s")
+        let setCeiling = try await Ceilings.pipelinedSets(mapSize: keys, commands: 20_000)
+        table.add("ceiling: pipelined set map (\(keys)-entry map)", rate: setCeiling, unit: "commands/s")
+        let naive = try await Ceilings.naive(commands: naiveCommands)
+        table.add("naive: a connection per add map (socat loop)", rate: naive, unit: "commands/s", ratio: naive / payloadCeiling, ratioOf: "payload")
+
+        let workloads = Workloads(events: events, keys: keys, partitions: partitions)
+        let w1 = try await workloads.run(.w1)
+        table.add(
+            "W1 \(events) events over \(keys) keys, empty map", rate: w1.rate, unit: "events/s", rss: w1.peakRSS, state: w1.stateBytes,
+            ratio: w1.rate / payloadCeiling, ratioOf: "payload")
+        let w2 = try await workloads.run(.w2)
+        table.add(
+            "W2 \(events) distinct new keys", rate: w2.rate, unit: "events/s", rss: w2.peakRSS, state: w2.stateBytes, ratio: w2.rate / payloadCeiling,
+            ratioOf: "payload")
+        let w3 = try await workloads.run(.w3)
+        table.add(
+            "W3 \(events) random set/del, \(keys) pre-filled", rate: w3.rate, unit: "events/s", rss: w3.peakRSS, state: w3.stateBytes,
+            ratio: w3.rate / setCeiling, ratioOf: "set")
+        let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys).run()
+        table.add(
+            "W4 \(rate) events/s on \(steadyKeys) entries: p50 \(format(ms: w4.p50)) p99 \(format(ms: w4.p99)) max \(format(ms: w4.max))", rate: w4.applied,
+            unit: "events/s", rss: w4.peakRSS, state: w4.stateBytes)
+        print(table.render())
+    }
+}
+
+func format(ms: Double) -> String { String(format: "%.1f ms", ms) }
+
+/// The result table, in Markdown (pasted into the README as it is).
+struct Table {
+    var rows: [[String]] = []
+
+    mutating func add(_ name: String, rate: Double, unit: String, rss: Int? = nil, state: Int? = nil, ratio: Double? = nil, ratioOf: String? = nil) {
+        let memory = rss.map { rss in
+            let bound = state.map { " (bound \(mebibytes(2 * $0 + 50 * 1024 * 1024)))" } ?? ""
+            return mebibytes(rss) + bound
+        }
+        rows.append([name, "\(Int(rate.rounded())) \(unit)", memory ?? "", ratio.map { String(format: "%.2f × %@", $0, ratioOf ?? "") } ?? ""])
+        print("  \(name): \(Int(rate.rounded())) \(unit)\(memory.map { ", peak RSS \($0)" } ?? "")")
+    }
+
+    func mebibytes(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes) / 1_048_576) }
+
+    func render() -> String {
+        var out = "\n| measurement | rate | peak RSS (target bound) | ratio to ceiling |\n|---|---|---|---|\n"
+        for row in rows { out += "| " + row.joined(separator: " | ") + " |\n" }
+        return out
+    }
+}
+
+extension HAProxyProcess {
+    static func versionString() -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["-v"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try? process.run()
+        process.waitUntilExit()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return text.split(separator: " ").dropFirst(2).first.map(String.init) ?? "?"
+    }
+}
+
+/// What HAProxy alone can do, through one persistent runtime-API session (the bridge's own
+/// client), and what the naive client does.
+enum Ceilings {
+    static func connection(_ haproxy: HAProxyProcess) async throws -> RuntimeConnection {
+        try await RuntimeConnection.connect(to: RuntimeEndpoint(parsing: haproxy.endpoint))
+    }
+
+    static func payload(_ map: String, _ entries: some Sequence<(String, String)>) -> [ByteBuffer] {
+        var chunker = PayloadChunker(map: map, budget: 14_000)
+        for (key, value) in entries { chunker.append(key: key, value: value) }
+        return chunker.finish().map(\.bytes)
+    }
+
+    /// Payload `add map` of `entries` new keys into an empty map: entries per second.
+    static func payloadAdds(entries: Int) async throws -> Double {
+        try await withHAProxy([TestMap("bench")]) { haproxy in
+            let connection = try await connection(haproxy)
+            let chunks = payload(haproxy.mapPath("bench"), (0..<entries).lazy.map { ("n\($0).example.com", "be_\($0 % 1000)") })
+            let started = ContinuousClock.now
+            let answers = try await connection.execute(chunks)
+            let seconds = (ContinuousClock.now - started).seconds
+            guard answers.allSatisfy(\.isEmpty) else { throw ValidationError("payload add refused: \(answers.first { !$0.isEmpty }!.text)") }
+            await connection.close()
+            return Double(entries) / seconds
+        }
+    }
+
+    /// Pipelined `set map` of existing keys on a map of `mapSize` entries: commands per second.
+    static func pipelinedSets(mapSize: Int, commands: Int) async throws -> Double {
+        try await withHAProxy([TestMap("bench")]) { haproxy in
+            let connection = try await connection(haproxy)
+            let map = haproxy.mapPath("bench")
+            _ = try await connection.execute(payload(map, (0..<mapSize).lazy.map { ("n\($0).example.com", "be_0") }))
+            var generator = SystemRandomNumberGenerator()
+            let sets = (0..<commands).map { _ in
+                RuntimeCommand.set(map, key: "n\(Int.random(in: 0..<mapSize, using: &generator)).example.com", value: "be_1")
+            }
+            let started = ContinuousClock.now
+            let answers = try await connection.execute(sets)
+            let seconds = (ContinuousClock.now - started).seconds
+            guard answers.allSatisfy(\.isEmpty) else { throw ValidationError("set refused: \(answers.first { !$0.isEmpty }!.text)") }
+            await connection.close()
+            return Double(commands) / seconds
+        }
+    }
+
+    /// One connection per command, as `echo "add map ..." | socat stdio SOCKET` does per line.
+    static func naive(commands: Int) async throws -> Double {
+        try await withHAProxy([TestMap("bench")]) { haproxy in
+            let oracle = haproxy.oracle
+            let map = haproxy.mapPath("bench")
+            let started = ContinuousClock.now
+            for index in 0..<commands { _ = try oracle.run("add map \(map) naive\(index).example.com be_\(index)") }
+            return Double(commands) / (ContinuousClock.now - started).seconds
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+/// One bridge process on one HAProxy map fed by one kv topic of the embedded cluster.
+struct Setup {
+    let haproxy: HAProxyProcess
+    let cluster: EmbeddedKafkaCluster
+    let directory: TemporaryDirectory
+    let bridge: BridgeProcess
+    let producer: KafkaProducer
+
+    /// - Parameter lowLatency: the embedded cluster answers an empty fetch only after the consumer's
+    ///   whole `fetch.wait.max.ms` (500 ms by default), even when messages arrive meanwhile (a real
+    ///   broker answers as soon as they do); W4 lowers it to 5 ms, and the producer's linger to 0,
+    ///   so that the figure measures the bridge, not the mock.
+    static func make(haproxy: HAProxyProcess, partitions: Int32, commitMilliseconds: Int = 200, lowLatency: Bool = false) throws -> Setup {
+        let cluster = try EmbeddedKafkaCluster(logger: Logger(label: "bench.cluster"))
+        try cluster.createTopic("bench", partitions: partitions)
+        let directory = try TemporaryDirectory(prefix: "mapbridge-bench")
+        let yaml = """
+            kafka:
+              brokers: "\(cluster.bootstrapServers)"
+              group_id: bench
+              properties: { \(lowLatency ? "fetch.wait.max.ms: \"5\"" : "") }
+            haproxy:
+              socket: "\(haproxy.endpoint)"
+            topics:
+              - name: bench
+                format: kv
+                map: bench
+            maps:
+              bench:
+                path: \(haproxy.mapPath("bench"))
+            commit: { interval_ms: \(commitMilliseconds) }
+            state: { directory: \(directory.file("state")) }
+            log: { level: debug }
+            """
+        let bridge = try BridgeProcess(yaml: yaml, directory: directory)
+        let producer = try KafkaProducer(
+            bootstrapServers: cluster.bootstrapServers, properties: KafkaSettings(lowLatency ? ["linger.ms": "0"] : [:]),
+            logger: Logger(label: "bench.producer"))
+        return Setup(haproxy: haproxy, cluster: cluster, directory: directory, bridge: bridge, producer: producer)
+    }
+
+    /// Follows the bridge's log: messages applied so far (from its `batch applied` lines), and
+    /// when the first batch's first message arrived.
+    final class Progress {
+        let path: String
+        var offset: UInt64 = 0
+        var applied = 0
+        var firstFetch: ContinuousClock.Instant?
+        var partial = ""
+
+        init(path: String) { self.path = path }
+
+        func poll() {
+            guard let handle = FileHandle(forReadingAtPath: path) else { return }
+            defer { try? handle.close() }
+            handle.seek(toFileOffset: offset)
+            let data = handle.readDataToEndOfFile()
+            offset += UInt64(data.count)
+            let text = partial + String(decoding: data, as: UTF8.self)
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            partial = String(lines.removeLast())
+            for line in lines where line.contains("batch applied") {
+                guard let count = Self.field(line, "batch.messages") else { continue }
+                if firstFetch == nil {
+                    // The first batch's own duration is part of the run.
+                    firstFetch = .now - .milliseconds(Self.field(line, "batch.ms") ?? 0)
+                }
+                applied += count
+            }
+        }
+
+        static func field(_ line: Substring, _ name: String) -> Int? {
+            guard let range = line.range(of: "\(name)=") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber })
+        }
+    }
+
+    func close() async {
+        if bridge.isRunning { _ = try? await bridge.terminate(timeout: 60) }
+        await producer.close()
+        directory.remove()
+    }
+}
+
+/// W1-W3: every event produced first, then the bridge started; timed from its first fetch to the
+/// last event applied (HAProxy acknowledged it), then the map checked against the expected state.
+struct Workloads {
+    enum Kind { case w1, w2, w3 }
+    let events: Int
+    let keys: Int
+    let partitions: Int32
+
+    struct Outcome {
+        var rate: Double
+        var peakRSS: Int?
+        var stateBytes: Int
+    }
+
+    func run(_ kind: Kind) async throws -> Outcome {
+        let prefilled = kind == .w3 ? keys : 0
+        let initial = (0..<prefilled).map { "k\($0).example.com be_0" }
+        return try await withHAProxy([TestMap("bench", initialLines: initial)]) { haproxy in
+            let setup = try Setup.make(haproxy: haproxy, partitions: partitions)
+            var expected: [String: String] = [:]
+            for index in 0..<prefilled { expected["k\(index).example.com"] = "be_0" }
+            var generator = SystemRandomNumberGenerator()
+            for index in 0..<events {
+                let key: String
+                var value: String? = "be_\(index % 997)"
+                switch kind {
+                case .w1: key = "k\(Int.random(in: 0..<keys, using: &generator)).example.com"
+                case .w2: key = "n\(index).example.com"
+                case .w3:
+                    key = "k\(Int.random(in: 0..<keys, using: &generator)).example.com"
+                    if Bool.random(using: &generator) { value = nil }
+                }
+                expected[key] = value
+                try setup.producer.produce(topic: "bench", key: Array(key.utf8), value: value.map { Array($0.utf8) })
+            }
+            try setup.producer.flush(timeoutMilliseconds: 120_000)
+            let progress = Setup.Progress(path: setup.bridge.logPath)
+            try setup.bridge.start()
+            var finished: ContinuousClock.Instant?
+            let deadline = ContinuousClock.now + .seconds(600)
+            while finished == nil {
+                progress.poll()
+                if progress.applied >= events { finished = .now }
+                guard ContinuousClock.now < deadline, setup.bridge.isRunning else {
+                    throw ValidationError("\(kind): the bridge applied \(progress.applied) of \(events) events; log: \(setup.bridge.logPath)")
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            let peak = setup.bridge.peakResidentBytes()
+            let seconds = (finished! - progress.firstFetch!).seconds
+            // The map must be exact, or the figure means nothing.
+            let (live, duplicates) = try haproxy.oracle.snapshot(of: haproxy.mapPath("bench"))
+            let wanted = expected.compactMapValues { $0 }
+            let exact = duplicates.isEmpty && live.count == wanted.count && wanted.allSatisfy { live[Array($0.key.utf8)] == $0.value }
+            guard exact else { throw ValidationError("\(kind): HAProxy's map is not what the events say") }
+            let stateBytes = wanted.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+            await setup.close()
+            return Outcome(rate: Double(events) / seconds, peakRSS: peak, stateBytes: stateBytes)
+        }
+    }
+}
+
+/// W4: a steady rate of changes to existing keys; each change's latency from produce to visible
+/// in HAProxy (`get map` polled over one session).
+struct Steady {
+    let rate: Int
+    let seconds: Int
+    let keys: Int
+
+    struct Outcome {
+        var p50: Double
+        var p99: Double
+        var max: Double
+        var applied: Double
+        var peakRSS: Int?
+        var stateBytes: Int
+    }
+
+    func run() async throws -> Outcome {
+        let initial = (0..<keys).map { "k\($0).example.com be_0" }
+        return try await withHAProxy([TestMap("bench", initialLines: initial)]) { haproxy in
+            let setup = try Setup.make(haproxy: haproxy, partitions: 4, lowLatency: true)
+            try setup.bridge.start()
+            let map = haproxy.mapPath("bench")
+            let session = try await Ceilings.connection(haproxy)
+            // Ready when a first change is visible.
+            try setup.producer.produce(topic: "bench", key: Array("k0.example.com".utf8), value: Array("ready".utf8))
+            let ready = ContinuousClock.now + .seconds(60)
+            while try await session.execute(RuntimeCommand.get(map, key: "k0.example.com")).text.contains("ready") == false {
+                guard ContinuousClock.now < ready else { throw ValidationError("W4: the bridge did not start") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            var pending: [(key: String, value: String, sent: ContinuousClock.Instant)] = []
+            var latencies: [Double] = []
+            let total = rate * seconds
+            let interval = Duration.seconds(1) / rate
+            let started = ContinuousClock.now
+            var sent = 0
+            var generator = SystemRandomNumberGenerator()
+            var keysInFlight = Set<String>()
+            while sent < total || !pending.isEmpty {
+                let now = ContinuousClock.now
+                while sent < total && started + interval * sent <= now {
+                    // A key not already waiting, so that each value is seen once.
+                    var key: String
+                    repeat { key = "k\(Int.random(in: 1..<keys, using: &generator)).example.com" } while keysInFlight.contains(key)
+                    let value = "v\(sent)"
+                    try setup.producer.produce(topic: "bench", key: Array(key.utf8), value: Array(value.utf8))
+                    pending.append((key, value, .now))
+                    keysInFlight.insert(key)
+                    sent += 1
+                }
+                if !pending.isEmpty {
+                    let answers = try await session.execute(pending.map { RuntimeCommand.get(map, key: $0.key) })
+                    let seen = ContinuousClock.now
+                    var still: [(key: String, value: String, sent: ContinuousClock.Instant)] = []
+                    for (item, answer) in zip(pending, answers) {
+                        if answer.text.contains("value=\"\(item.value)\"") {
+                            latencies.append((seen - item.sent).seconds * 1000)
+                            keysInFlight.remove(item.key)
+                        } else {
+                            still.append(item)
+                        }
+                    }
+                    pending = still
+                }
+                guard ContinuousClock.now < started + .seconds(seconds + 60) else { throw ValidationError("W4: changes did not become visible") }
+                try await Task.sleep(for: .microseconds(500))
+            }
+            let elapsed = (ContinuousClock.now - started).seconds
+            let peak = setup.bridge.peakResidentBytes()
+            await session.close()
+            await setup.close()
+            latencies.sort()
+            func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
+            return Outcome(
+                p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0, applied: Double(latencies.count) / elapsed, peakRSS: peak,
+                stateBytes: keys * 24)
+        }
+    }
+}
