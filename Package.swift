@@ -66,7 +66,12 @@ let package = Package(
             name: "mapbridge",
             dependencies: [
                 "Bridge",
+                "Consumer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Real HAProxy processes and helpers shared by the tests and the benchmark.

@@ -29,6 +29,18 @@ final class BridgeMetrics: Sendable {
     let eventToApplied = Timer(label: "mapbridge_event_to_applied_seconds", preferredDisplayUnit: .seconds)
     private let batchesByStrategy = Mutex<[String: Counter]>([:])
     private let invalidByReason = Mutex<[String: Counter]>([:])
+    private let lagByPartition = Mutex<[TopicPartition: Gauge]>([:])
+
+    /// Messages in the partition's log not yet committed (applied) by this bridge.
+    func lag(_ partition: TopicPartition, _ messages: Int64) {
+        lagByPartition.withLock { gauges in
+            if gauges[partition] == nil {
+                gauges[partition] = Gauge(
+                    label: "mapbridge_consumer_lag", dimensions: [("topic", partition.topic), ("partition", String(partition.partition))])
+            }
+            return gauges[partition]!
+        }.record(messages)
+    }
 
     func batch(strategy: String) {
         batchesByStrategy.withLock { counters in

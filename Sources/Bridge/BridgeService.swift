@@ -69,6 +69,21 @@ public final class BridgeService: Service, Sendable {
                 "kafka.group": "\(configuration.kafka.groupID)",
                 "maps": "\(configuration.maps.map(\.name).joined(separator: ","))", "librdkafka": "\(librdkafkaVersion)",
             ])
+        // Consumer lag, every second, from a task of its own: it matters most when the pipeline is
+        // stuck waiting for HAProxy.
+        let metrics = pipeline.metrics
+        let status = self.status
+        let lagTask = Task { [weak consumer] in
+            while !Task.isCancelled, let consumer {
+                let committed = status.snapshot.committed
+                let assigned = consumer.currentAssignment
+                for (partition, high) in consumer.highWatermarks where assigned.contains(partition) {
+                    metrics.lag(partition, max(0, high - (committed[partition] ?? 0)))
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        defer { lagTask.cancel() }
         var failure: (any Error)?
         do {
             try await withGracefulShutdownHandler {

@@ -117,7 +117,7 @@ extension BridgeConfiguration {
             "haproxy.socket", "haproxy.bufsize", "haproxy.timeout_ms", "haproxy.connect_timeout_ms", "haproxy.max_in_flight",
             "haproxy.cli_timeout_s", "haproxy.check_interval_ms", "haproxy.reconnect.initial_ms", "haproxy.reconnect.max_ms",
             "batch.max_events", "batch.max_wait_ms", "backlog.max_events", "backlog.max_bytes", "commit.interval_ms",
-            "dead_letter.topic", "shutdown.timeout_ms", "log.level", "state.directory",
+            "dead_letter.topic", "shutdown.timeout_ms", "log.level", "state.directory", "http.listen",
         ]
         for path in scalars {
             table["MAPBRIDGE_" + path.uppercased().replacingOccurrences(of: ".", with: "_")] = path.split(separator: ".").map(String.init)
@@ -256,7 +256,7 @@ struct ConfigDecoder {
 
     mutating func decode(_ root: ConfigNode) -> BridgeConfiguration {
         let top = section(
-            root, "", allowed: ["kafka", "haproxy", "topics", "maps", "batch", "backlog", "commit", "dead_letter", "shutdown", "log", "state"])
+            root, "", allowed: ["kafka", "haproxy", "topics", "maps", "batch", "backlog", "commit", "dead_letter", "shutdown", "log", "state", "http"])
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
         var configuration = BridgeConfiguration(groupID: "mapbridge-\(host)")
 
@@ -390,6 +390,17 @@ struct ConfigDecoder {
         configuration.deadLetterTopic = string(deadLetter["topic"], "dead_letter.topic")
         if let topic = configuration.deadLetterTopic, configuration.topics.contains(where: { $0.name == topic }) {
             problem("dead_letter.topic", deadLetter["topic"], "must not be a topic the bridge consumes")
+        }
+        let http = section(top["http"], "http", allowed: ["listen"])
+        let listen = string(http["listen"], "http.listen") ?? "127.0.0.1:9464"
+        if listen.isEmpty || listen == "off" {
+            configuration.httpListen = nil
+        } else if let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port),
+            colon > listen.startIndex
+        {
+            configuration.httpListen = .init(host: String(listen[..<colon]), port: port)
+        } else {
+            problem("http.listen", http["listen"], "must be host:port (or \"off\")")
         }
         let shutdown = section(top["shutdown"], "shutdown", allowed: ["timeout_ms"])
         configuration.shutdownTimeoutMilliseconds = int(shutdown["timeout_ms"], "shutdown.timeout_ms", default: 10000, range: 0...600_000)

@@ -100,6 +100,18 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var commitIntervalMilliseconds = 1000
     /// Where invalid events go (original key, value and headers plus reason headers); none: logged and skipped.
     public var deadLetterTopic: String?
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`http.listen`, default
+    /// 127.0.0.1:9464); nil: not served.
+    public var httpListen: Listen?
+
+    public struct Listen: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
     /// How long a graceful shutdown may spend finishing the batch in flight. Default 10000.
     public var shutdownTimeoutMilliseconds = 10000
     /// Where the desired state of every map is kept (shared by bridges serving the same HAProxy).

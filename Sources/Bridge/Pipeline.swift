@@ -57,7 +57,18 @@ final class Pipeline {
         self.logger = logger
     }
 
-    private var commitInterval: Duration { .milliseconds(configuration.commitIntervalMilliseconds) }
+    /// `commit.interval_ms`, stretched so that storing the state takes at most a tenth of the time:
+    /// on a map of millions of entries, writing it every second would otherwise dominate.
+    private var commitInterval: Duration {
+        max(.milliseconds(configuration.commitIntervalMilliseconds), lastPersistDuration * 9)
+    }
+    private var lastPersistDuration: Duration = .zero
+    /// The most events in the next batch: `batch.max_events`, or, while batches rebuild a map
+    /// (whose cost does not depend on how many changes it carries), up to half the backlog.
+    private var batchLimit: Int {
+        rebuilding ? max(configuration.batch.maxEvents, backlog.maxEvents / 2) : configuration.batch.maxEvents
+    }
+    private var rebuilding = false
     private var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
     /// How long a batch waits for more events after its first: nothing at low rates (latency: a
     /// lone event goes at once), growing to `batch.max_wait_ms` as batches grow under load
@@ -81,7 +92,7 @@ final class Pipeline {
         while true {
             let idleDeadline = min(lastCommit + commitInterval, lastCheck + checkInterval)
             guard
-                let item = try await backlog.next(maxEvents: configuration.batch.maxEvents, maxWait: batchWindow, idleDeadline: idleDeadline)
+                let item = try await backlog.next(maxEvents: batchLimit, maxWait: batchWindow, idleDeadline: idleDeadline)
             else { break }
             switch item {
             case .batch(let batch):
@@ -225,6 +236,7 @@ final class Pipeline {
             metrics.commands.increment(by: report.commands)
             metrics.entriesWritten.increment(by: report.entriesWritten)
             for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
+            rebuilding = report.strategies.contains(.rebuild)
         }
         for ticket in tickets.values { tracker.finish(ticket) }
         lastBatchEvents = batch.events
@@ -465,7 +477,8 @@ final class Pipeline {
         }
         applier.clearTombstones()
         dirtyMaps.removeAll()
-        metrics.persistDuration.recordNanoseconds((clock.now - started).nanoseconds)
+        lastPersistDuration = clock.now - started
+        metrics.persistDuration.recordNanoseconds(lastPersistDuration.nanoseconds)
         return true
     }
 

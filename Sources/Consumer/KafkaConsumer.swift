@@ -69,7 +69,9 @@ public final class KafkaConsumer: @unchecked Sendable {
             var settings = KafkaSettings([
                 "auto.offset.reset": "earliest",
                 "client.id": clientID,
-                "queued.max.messages.kbytes": "65536",
+                // librdkafka's prefetch per consumer (default 64 MiB): 16 MiB keeps a fast
+                // pipeline fed and memory small.
+                "queued.max.messages.kbytes": "16384",
             ])
             for (name, value) in properties.properties { settings[name] = value }
             settings["bootstrap.servers"] = bootstrapServers
@@ -95,6 +97,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         var stopping = false
         var assignment: Set<TopicPartition> = []
         var fatal: KafkaError?
+        var highWatermarks: [TopicPartition: Int64] = [:]
     }
 
     public let configuration: Configuration
@@ -227,6 +230,23 @@ public final class KafkaConsumer: @unchecked Sendable {
             }))
     }
 
+    /// The end of each assigned partition's log (the next offset to be written) as last seen in
+    /// fetch responses, refreshed every second: with the committed offsets, the consumer's lag.
+    public var highWatermarks: [TopicPartition: Int64] { shared.withLock { $0.highWatermarks } }
+
+    /// Reads the cached high watermarks (no request to the broker) on the polling thread.
+    private func readHighWatermarks() {
+        var marks: [TopicPartition: Int64] = [:]
+        for partition in assignment {
+            var low: Int64 = -1
+            var high: Int64 = -1
+            if rd_kafka_get_watermark_offsets(client.handle, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 {
+                marks[partition] = high
+            }
+        }
+        shared.withLock { $0.highWatermarks = marks }
+    }
+
     /// The partitions currently assigned to this member.
     public var currentAssignment: Set<TopicPartition> { shared.withLock { $0.assignment } }
 
@@ -283,7 +303,12 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     private func pollLoop() {
         var burst = 0
+        var watermarksRead = ContinuousClock.now
         while true {
+            if ContinuousClock.now - watermarksRead >= .seconds(1) {
+                watermarksRead = .now
+                readHighWatermarks()
+            }
             let (commands, stopping, fatal) = shared.withLock { state in
                 defer { state.commands.removeAll() }
                 return (state.commands, state.stopping, state.fatal)

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Mapper
 import NIOCore
+import Synchronization
 import TestSupport
 
 /// The benchmark of issue 5, in one run: HAProxy's own ceilings, the naive one-connection-per-
@@ -42,6 +43,8 @@ struct Bench: AsyncParsableCommand {
         table.add("ceiling: payload add map (empty map)", rate: payloadCeiling, unit: "entries/s")
         let setCeiling = try await Ceilings.pipelinedSets(mapSize: keys, commands: 20_000)
         table.add("ceiling: pipelined set map (\(keys)-entry map)", rate: setCeiling, unit: "commands/s")
+        let consume = try await Ceilings.consume(events: events, partitions: partitions)
+        table.add("ceiling: librdkafka consuming from the embedded cluster", rate: consume, unit: "messages/s")
         let naive = try await Ceilings.naive(commands: naiveCommands)
         table.add("naive: a connection per add map (socat loop)", rate: naive, unit: "commands/s", ratio: naive / payloadCeiling, ratioOf: "payload")
 
@@ -150,6 +153,42 @@ enum Ceilings {
         }
     }
 
+    /// librdkafka's consumer alone reading `events` small messages from the embedded cluster
+    /// (what the bridge's own consumer can get at most): messages per second.
+    static func consume(events: Int, partitions: Int32) async throws -> Double {
+        final class Counter: KafkaConsumerDelegate, @unchecked Sendable {
+            let count = Atomic<Int>(0)
+            func consume(_ message: ConsumedMessage) { count.add(1, ordering: .relaxed) }
+            func endOfBurst() {}
+            func assigned(_ partitions: [TopicPartition]) {}
+            func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] { [:] }
+            func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {}
+            func failed(_ error: KafkaError) {}
+        }
+        let cluster = try EmbeddedKafkaCluster(logger: Logger(label: "bench.cluster"))
+        try cluster.createTopic("bench", partitions: partitions)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Logger(label: "bench.producer"))
+        for index in 0..<events {
+            try producer.produce(topic: "bench", key: Array("k\(index % 100_000).example.com".utf8), value: Array("be_\(index % 997)".utf8))
+        }
+        try producer.flush(timeoutMilliseconds: 120_000)
+        let counter = Counter()
+        let consumer = try KafkaConsumer(
+            configuration: .init(bootstrapServers: cluster.bootstrapServers, groupID: "bench-consume", topics: ["bench"]), delegate: counter,
+            logger: Logger(label: "bench.consumer"))
+        try consumer.start()
+        var first: ContinuousClock.Instant?
+        let deadline = ContinuousClock.now + .seconds(300)
+        while counter.count.load(ordering: .relaxed) < events && ContinuousClock.now < deadline {
+            if first == nil && counter.count.load(ordering: .relaxed) > 0 { first = .now }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let seconds = (ContinuousClock.now - (first ?? .now)).seconds
+        await consumer.close()
+        await producer.close()
+        return Double(events) / seconds
+    }
+
     /// One connection per command, as `echo "add map ..." | socat stdio SOCKET` does per line.
     static func naive(commands: Int) async throws -> Double {
         try await withHAProxy([TestMap("bench")]) { haproxy in
@@ -181,7 +220,7 @@ struct Setup {
     ///   whole `fetch.wait.max.ms` (500 ms by default), even when messages arrive meanwhile (a real
     ///   broker answers as soon as they do); W4 lowers it to 5 ms, and the producer's linger to 0,
     ///   so that the figure measures the bridge, not the mock.
-    static func make(haproxy: HAProxyProcess, partitions: Int32, commitMilliseconds: Int = 200, lowLatency: Bool = false) throws -> Setup {
+    static func make(haproxy: HAProxyProcess, partitions: Int32, lowLatency: Bool = false) throws -> Setup {
         let cluster = try EmbeddedKafkaCluster(logger: Logger(label: "bench.cluster"))
         try cluster.createTopic("bench", partitions: partitions)
         let directory = try TemporaryDirectory(prefix: "mapbridge-bench")
@@ -199,9 +238,9 @@ struct Setup {
             maps:
               bench:
                 path: \(haproxy.mapPath("bench"))
-            commit: { interval_ms: \(commitMilliseconds) }
             state: { directory: \(directory.file("state")) }
             log: { level: debug }
+            http: { listen: "off" }
             """
         let bridge = try BridgeProcess(yaml: yaml, directory: directory)
         let producer = try KafkaProducer(

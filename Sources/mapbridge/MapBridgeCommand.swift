@@ -3,6 +3,8 @@ import Bridge
 import Consumer
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 @main
@@ -64,14 +66,24 @@ struct Run: AsyncParsableCommand {
             cluster = embedded
         }
         defer { withExtendedLifetime(cluster) {} }
+        // Metrics go to a Prometheus registry, served with the health checks on http.listen.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let service = BridgeService(configuration: configuration, logger: logger)
         let escalation = SignalEscalation()
         defer { withExtendedLifetime(escalation) {} }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+        ]
+        if let listen = configuration.httpListen {
+            let server = OperationsServer.make(listen: listen, registry: registry, status: service.status, logger: logger) { port in
+                logger.info("serving /metrics, /healthz and /readyz", metadata: ["http.address": "\(listen.host):\(port)"])
+            }
+            // The endpoints end with the bridge; their failure (a port in use, say) stops it.
+            services.append(.init(service: server, failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {

@@ -131,6 +131,7 @@ struct ReliabilityTests {
             commit: { interval_ms: 200 }
             shutdown: { timeout_ms: 3000 }
             state: { directory: \(directory.file("state")) }
+            http: { listen: "127.0.0.1:0" }
             log: { level: \(ProcessInfo.processInfo.environment["BRIDGE_LOG_LEVEL"] ?? "info") }
             \(extra)
             """
