@@ -63,6 +63,8 @@ final class Pipeline {
         max(.milliseconds(configuration.commitIntervalMilliseconds), lastPersistDuration * 9)
     }
     private var lastPersistDuration: Duration = .zero
+    /// The offsets the state directory last recorded (see ``persist()``).
+    private var lastStoredOffsets: [TopicPartition: Int64] = [:]
     /// The most events in the next batch: `batch.max_events`, or, while batches rebuild a map
     /// (whose cost does not depend on how many changes it carries), up to half the backlog.
     private var batchLimit: Int {
@@ -460,13 +462,15 @@ final class Pipeline {
     /// could not be stored (then nothing may be committed).
     private func persist() async -> Bool {
         fence()
-        guard !dirtyMaps.isEmpty else { return true }
+        let offsets = tracker.committable
+        // Offsets move without any map changing (dead letters, repeated values): they are stored
+        // too, or a new owner would replay, and dead-letter again, what was already handled.
+        guard !dirtyMaps.isEmpty || offsets != lastStoredOffsets else { return true }
         let started = clock.now
         let snapshots = dirtyMaps.sorted().map { map in
             let contents = applier.contents(of: map)
             return MapSnapshot(map: map, entries: contents.ownedEntries(ordered: true), tombstones: contents.tombstones)
         }
-        let offsets = tracker.committable
         let owned: Set<MapContents.Owner>? = isExclusive ? nil : Set(ownedPartitions.map(owners.id))
         do {
             try await NIOThreadPool.singleton.runIfActive { [store] in try store.store(snapshots, offsets: offsets, owned: owned) }
@@ -477,6 +481,7 @@ final class Pipeline {
         }
         applier.clearTombstones()
         dirtyMaps.removeAll()
+        lastStoredOffsets = offsets
         lastPersistDuration = clock.now - started
         metrics.persistDuration.recordNanoseconds(lastPersistDuration.nanoseconds)
         return true

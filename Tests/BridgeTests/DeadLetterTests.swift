@@ -1,6 +1,7 @@
 import Bridge
 import Consumer
 import Foundation
+import Mapper
 import TestSupport
 import Testing
 
@@ -115,6 +116,38 @@ struct DeadLetterTests {
                     harness.status.deadLettered == 1 && harness.committedEverything()
                 }
                 #expect(harness.status.deadLetterFailures >= 3)
+                try await harness.stop()
+            }
+        }
+    }
+
+    @Test("offsets that move without any map changing are stored too: a restart does not dead-letter the same events again")
+    func noReplayAfterRestart() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
+                var configuration = harness.configuration(
+                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
+                configuration.deadLetterTopic = "changes.dlq"
+                let reader = try TopicReader(bootstrapServers: harness.cluster.bootstrapServers, topic: "changes.dlq")
+                harness.start(configuration)
+                for n in 0..<20 { try harness.produce(topic: "changes", key: "bad\(n)", value: "{broken \(n)") }
+                try harness.flush()
+                try await waitUntil("the broken events dead-lettered and committed", timeout: 60) {
+                    harness.status.deadLettered == 20 && harness.committedEverything()
+                }
+                try await harness.stop()
+                let stored = try StateFiles.readOffsets(path: "\(harness.stateDirectory.path)/offsets")
+                #expect(stored?["changes:0"] == 20, "the offsets file records what was handled: \(String(describing: stored))")
+
+                harness.start(configuration)
+                try harness.produce(topic: "changes", key: "bad20", value: "{broken 20")
+                try harness.flush()
+                try await waitUntil("the new broken event dead-lettered and committed", timeout: 60) {
+                    harness.status.deadLettered == 1 && harness.committedEverything()
+                }
+                try await waitUntil("the dead letters read back", timeout: 30) { reader.messages.count >= 21 }
+                #expect(reader.messages.count == 21, "each broken event dead-lettered once")
+                await reader.close()
                 try await harness.stop()
             }
         }
