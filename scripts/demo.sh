@@ -16,6 +16,8 @@ mkdir -p "$work/maps"
 cp config/maps/*.map "$work/maps/"
 port=${DEMO_HTTP_PORT:-8080}
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then port=18080; fi
+metrics_port=${DEMO_METRICS_PORT:-9464}
+if (exec 3<>"/dev/tcp/127.0.0.1/$metrics_port") 2>/dev/null; then metrics_port=19464; fi
 haproxy_pid=""
 bridge_pid=""
 cleanup() {
@@ -46,6 +48,7 @@ export MAPBRIDGE_HAPROXY_SOCKET="unix://$work/admin.sock"
 export MAPBRIDGE_MAPS_HOSTS_PATH="$work/maps/hosts.map"
 export MAPBRIDGE_MAPS_BLOCKLIST_PATH="$work/maps/blocklist.map"
 export MAPBRIDGE_STATE_DIRECTORY="$work/state"
+export MAPBRIDGE_HTTP_LISTEN="127.0.0.1:$metrics_port"
 "$bin" run --config config/mapbridge.yaml --embedded-broker --bootstrap-file "$work/bootstrap" 2>"$work/mapbridge.log" &
 bridge_pid=$!
 wait_for 30 test -s "$work/bootstrap"
@@ -68,6 +71,10 @@ printf '   %-20s -> %s' static.example.com "$(route static.example.com)"; echo
 
 echo "== HAProxy's hosts map now (show map):"
 echo "show map $work/maps/hosts.map" | socat stdio "unix-connect:$work/admin.sock" | sed -e '/^$/d' -e 's/^/   /'
+
+echo "== mapbridge's own view: /readyz and a few of its metrics (http://127.0.0.1:$metrics_port/metrics)"
+printf '   readyz: %s\n' "$(curl -s "http://127.0.0.1:$metrics_port/readyz")"
+curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^mapbridge_(events_consumed_total|changes_applied_total|offsets_committed_total|haproxy_in_sync) ' | sed 's/^/   /' || true
 
 echo "== stopping mapbridge (SIGTERM: finish, commit, leave the group)"
 kill -TERM "$bridge_pid"
