@@ -3,21 +3,32 @@ import Foundation
 import TestSupport
 import Testing
 
-/// `mapbridge check` and `mapbridge diff`, run as a user runs them, against real HAProxy and the
+/// `mapbridge check`, `diff` and `publish`, run as a user runs them, against real HAProxy and the
 /// embedded Kafka cluster.
-@Suite("Command line: check and diff", .serialized)
+@Suite("Command line: check, diff and publish", .serialized)
 struct CommandLineTests {
     /// Runs the built `mapbridge` with these arguments; its exit status and standard output.
-    func mapbridge(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    func mapbridge(_ arguments: [String], input: String? = nil, errors: Locked<String>? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BridgeProcess.executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAPBRIDGE_") }
         let output = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        let errorPipe = Pipe()
+        process.standardError = errors == nil ? FileHandle.nullDevice : errorPipe
+        let inputPipe = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
         try process.run()
+        if let input {
+            inputPipe.fileHandleForWriting.write(Data(input.utf8))
+            try inputPipe.fileHandleForWriting.close()
+        }
         let data = output.fileHandleForReading.readDataToEndOfFile()
+        if let errors {
+            let text = String(decoding: errorPipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            errors.withLock { $0 = text }
+        }
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
@@ -107,6 +118,40 @@ struct CommandLineTests {
                 ] {
                     #expect(differs.output.contains(line), "missing '\(line)' in:\n\(differs.output)")
                 }
+            }
+        }
+    }
+
+    @Test("publish: valid lines and JSON events reach HAProxy through the bridge; invalid lines are named and not published")
+    func publish() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 2)]) { harness in
+                let directory = try TemporaryDirectory()
+                defer { directory.remove() }
+                let config = try write(yaml(harness, haproxy), directory)
+                harness.start(
+                    harness.configuration(
+                        socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
+                let seed = try mapbridge(["publish", "--config", config, "--map", "hosts"], input: "gone.example.com be_x\n")
+                #expect(seed.status == 0)
+                let input = """
+                    # routes for the demo
+                    a.example.com be_a
+                    b.example.com be b; with spaces
+
+                    -gone.example.com
+                    {"map":"hosts","op":"set","key":"json.example.com","value":"be_json"}
+                    bad\u{07}key be_bad
+                    -
+                    """
+                let errors = Locked("")
+                let result = try mapbridge(["publish", "--config", config, "--map", "hosts"], input: input, errors: errors)
+                #expect(result.status == 1, "invalid lines make the exit status 1")
+                #expect(errors.value.contains("line 7") && errors.value.contains("line 8"), "\(errors.value)")
+                let expected = ["a.example.com": "be_a", "b.example.com": "be b; with spaces", "json.example.com": "be_json"]
+                try await waitUntil("the published changes in HAProxy", timeout: 60) { EndToEndTests().mapMatches(haproxy, "hosts", expected) }
+                try EndToEndTests().expectExact(haproxy, "hosts", expected)
+                try await harness.stop()
             }
         }
     }
