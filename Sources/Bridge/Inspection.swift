@@ -32,10 +32,17 @@ public enum Inspection {
         do {
             let endpoint = try RuntimeEndpoint(parsing: configuration.haproxy.socket)
             let connection = try await RuntimeConnection.connect(to: endpoint, options: configuration.applierOptions.connection)
-            defer { Task { await connection.close() } }
-            let info = try HAProxyInfo(parsing: try await connection.execute(RuntimeCommand.showInfo()).text)
+            let info: HAProxyInfo
+            let loaded: String
+            do {
+                info = try HAProxyInfo(parsing: try await connection.execute(RuntimeCommand.showInfo()).text)
+                loaded = try await connection.execute(RuntimeCommand.listMaps()).text
+            } catch {
+                await connection.close()
+                throw error
+            }
+            await connection.close()
             findings.append(Finding(subject: "haproxy", ok: true, detail: "\(configuration.haproxy.socket): HAProxy \(info.version), pid \(info.pid)"))
-            let loaded = try await connection.execute(RuntimeCommand.listMaps()).text
             for map in configuration.maps {
                 let present = loaded.contains("(\(map.path))")
                 findings.append(
