@@ -50,11 +50,8 @@ struct DeadLetter: Sendable {
     static func refused(
         map: String, key: String, value: String?, detail: String, message: MessageRecord, ticket: OffsetTracker.Ticket
     ) -> DeadLetter {
-        var event = "{\"map\":\(jsonString(map)),\"op\":\"\(value == nil ? "del" : "set")\",\"key\":\(jsonString(key))"
-        if let value { event += ",\"value\":\(jsonString(value))" }
-        event += "}"
-        return DeadLetter(
-            key: Array(key.utf8), value: Array(event.utf8),
+        DeadLetter(
+            key: Array(key.utf8), value: Array(jsonEvent(map: map, key: key, value: value).utf8),
             headers: headers(reason: "haproxy_refused", detail: detail, message: message) + [
                 KafkaHeader(Header.map, map), KafkaHeader(Header.original, "change"),
             ],

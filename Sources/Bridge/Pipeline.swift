@@ -148,11 +148,19 @@ final class Pipeline {
     private func fence() -> Bool {
         let gone = ownedPartitions.subtracting(consumer.currentAssignment)
         guard !gone.isEmpty else { return false }
-        ownedPartitions.subtract(gone)
-        _ = tracker.revoke(Array(gone))
-        applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
+        release(Array(gone))
         logger.notice("partitions no longer assigned: their keys are not written any more", metadata: ["kafka.partitions": "\(gone.sorted())"])
         return true
+    }
+
+    /// Stops owning `partitions`: their tracking ends, returning what was still committable for
+    /// them, and the applier writes only the keys of the partitions that remain.
+    @discardableResult
+    private func release(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        ownedPartitions.subtract(partitions)
+        let offsets = tracker.revoke(partitions)
+        applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
+        return offsets
     }
 
     /// While sharing the maps, compares this bridge's keys with HAProxy and repairs them: another
@@ -510,20 +518,16 @@ final class Pipeline {
         if request.lost {
             // Lost: the group may already have given them to another bridge, which stores their
             // state now; storing this bridge's older view would overwrite it.
-            ownedPartitions.subtract(request.partitions)
-            _ = tracker.revoke(request.partitions)
-            applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
+            release(request.partitions)
         }
         let stored = await persist()
-        let offsets = tracker.revoke(request.partitions)
+        let offsets = request.lost ? [:] : release(request.partitions)
         request.answer(stored && !request.lost ? offsets : [:])
         if stored && !offsets.isEmpty && !request.lost {
             status.update { status in
                 for (partition, offset) in offsets where offset > status.committed[partition] ?? -1 { status.committed[partition] = offset }
             }
         }
-        ownedPartitions.subtract(request.partitions)
-        applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
         logger.info(
             "gave up partitions after finishing their work in flight",
             metadata: ["kafka.partitions": "\(request.partitions.sorted())", "kafka.lost": "\(request.lost)", "owned": "\(ownedPartitions.count)"])

@@ -57,11 +57,16 @@ public struct ChangeLineParser: Sendable {
 
     /// The JSON event for a change of this map.
     public func jsonEvent(key: String, value: String?) -> String {
-        if let value {
-            return #"{"map":\#(jsonString(map.name)),"op":"set","key":\#(jsonString(key)),"value":\#(jsonString(value))}"#
-        }
-        return #"{"map":\#(jsonString(map.name)),"op":"del","key":\#(jsonString(key))}"#
+        Bridge.jsonEvent(map: map.name, key: key, value: value)
     }
+}
+
+/// The JSON event (SPEC.md's json format) for one change: a set, or a delete when `value` is nil.
+public func jsonEvent(map: String, key: String, value: String?) -> String {
+    if let value {
+        return #"{"map":\#(jsonString(map)),"op":"set","key":\#(jsonString(key)),"value":\#(jsonString(value))}"#
+    }
+    return #"{"map":\#(jsonString(map)),"op":"del","key":\#(jsonString(key))}"#
 }
 
 /// A JSON string literal.
