@@ -68,7 +68,7 @@ final class Pipeline {
     /// The most events in the next batch: `batch.max_events`, or, while batches rebuild a map
     /// (whose cost does not depend on how many changes it carries), up to half the backlog.
     private var batchLimit: Int {
-        rebuilding ? max(configuration.batch.maxEvents, backlog.maxEvents / 2) : configuration.batch.maxEvents
+        rebuilding ? max(configuration.batch.maxEvents, backlog.maxEvents) : configuration.batch.maxEvents
     }
     private var rebuilding = false
     private var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
@@ -96,6 +96,9 @@ final class Pipeline {
             guard
                 let item = try await backlog.next(maxEvents: batchLimit, maxWait: batchWindow, idleDeadline: idleDeadline)
             else { break }
+            // Resumed as soon as a batch is taken, not once it is applied: the consumer then fetches
+            // the next one while HAProxy applies this one.
+            resumeIfDrained()
             switch item {
             case .batch(let batch):
                 guard try await process(batch) else { break }
@@ -106,10 +109,7 @@ final class Pipeline {
             case .idle:
                 break
             }
-            if backlog.takeResume() {
-                logger.notice("backlog drained: resuming consumption")
-                consumer.resume()
-            }
+            resumeIfDrained()
             collectDeadLetters()
             let now = ContinuousClock.now
             if now >= lastCommit + commitInterval { await commit() }
@@ -130,6 +130,13 @@ final class Pipeline {
             collectDeadLetters()
         }
         await finalCommit()
+    }
+
+    private func resumeIfDrained() {
+        if backlog.takeResume() {
+            logger.notice("backlog drained: resuming consumption")
+            consumer.resume()
+        }
     }
 
     // MARK: - Ownership
@@ -231,6 +238,7 @@ final class Pipeline {
         }
         let coalesced = Coalescer.coalesce(batch.changes, mapCount: configuration.maps.count, owners: messageOwners)
         let distinct = coalesced.reduce(0) { $0 + $1.count }
+        var applied: Outcome?
         if distinct > 0 {
             metrics.coalescingRatio.record(Double(batch.changes.count) / Double(distinct))
             for (map, changes) in coalesced.enumerated() where !changes.isEmpty { dirtyMaps.insert(map) }
@@ -247,6 +255,7 @@ final class Pipeline {
             metrics.entriesWritten.increment(by: report.entriesWritten)
             for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
             rebuilding = report.strategies.contains(.rebuild)
+            applied = report
         }
         for ticket in tickets.values { tracker.finish(ticket) }
         lastBatchEvents = batch.events
@@ -268,7 +277,9 @@ final class Pipeline {
             "batch applied",
             metadata: [
                 "batch.messages": "\(batch.messages.count)", "batch.changes": "\(batch.changes.count)", "batch.distinct": "\(distinct)",
-                "batch.ms": "\(elapsed.nanoseconds / 1_000_000)",
+                "batch.ms": "\(elapsed.nanoseconds / 1_000_000)", "batch.strategy": "\(applied?.strategies.map(\.rawValue) ?? [])",
+                "batch.entries_written": "\(applied?.entriesWritten ?? 0)", "batch.plan_ms": "\((applied?.planNanoseconds ?? 0) / 1_000_000)",
+                "batch.send_ms": "\((applied?.sendNanoseconds ?? 0) / 1_000_000)",
             ])
         return true
     }
@@ -279,13 +290,17 @@ final class Pipeline {
         var commands = 0
         var entriesWritten = 0
         var strategies: [ApplyStrategy] = []
+        var planNanoseconds: Int64 = 0
+        var sendNanoseconds: Int64 = 0
     }
 
     private func applyUntilAcknowledged(_ coalesced: [[KeyChange]]) async throws -> Outcome? {
         do {
             let report = try await applier.apply(coalesced)
             if report.resyncs > 0 { metrics.resyncs.increment(by: report.resyncs) }
-            return Outcome(rejections: report.rejections, commands: report.commands, entriesWritten: report.entriesWritten, strategies: report.strategies)
+            return Outcome(
+                rejections: report.rejections, commands: report.commands, entriesWritten: report.entriesWritten, strategies: report.strategies,
+                planNanoseconds: report.planNanoseconds, sendNanoseconds: report.sendNanoseconds)
         } catch {
             metrics.haproxyErrors.increment()
             logger.warning("HAProxy did not acknowledge the batch; retrying until it does (nothing is committed meanwhile)", metadata: ["error": "\(error)"])
@@ -491,6 +506,7 @@ final class Pipeline {
         dirtyMaps.removeAll()
         lastStoredOffsets = offsets
         lastPersistDuration = clock.now - started
+        logger.debug("state stored", metadata: ["maps": "\(snapshots.count)", "persist.ms": "\(lastPersistDuration.nanoseconds / 1_000_000)"])
         metrics.persistDuration.recordNanoseconds(lastPersistDuration.nanoseconds)
         return true
     }

@@ -44,6 +44,10 @@ public struct ApplyReport: Sendable {
     public var strategies: [ApplyStrategy]
     /// Maps whose view had to be re-read from HAProxy while applying.
     public var resyncs = 0
+    /// Time spent working out the commands (the bridge's own work) and sending them (until
+    /// HAProxy acknowledged the last), in nanoseconds.
+    public var planNanoseconds: Int64 = 0
+    public var sendNanoseconds: Int64 = 0
 
     init(mapCount: Int) {
         strategies = Array(repeating: .none, count: mapCount)

@@ -300,9 +300,10 @@ public final class MapApplier {
 
     /// A map's part of a batch, planned against its desired contents.
     private struct Plan {
-        var updates: [(change: Int, key: MapKey, command: ByteBuffer, isDelete: Bool)] = []
+        /// `set` (a value) or `del` (nil) commands, encoded only when sent: a batch that rebuilds
+        /// the map sends none of them.
+        var updates: [(change: Int, key: MapKey, value: String?, tag: Int)] = []
         var adds: [(change: Int, key: MapKey, value: String)] = []
-        var tags: [MapKey: Int] = [:]
         /// Changes refused before sending (they break ``EntryRules``).
         var refused: [Rejection] = []
         /// The map was in sync before the batch, so the plan reflects what HAProxy holds.
@@ -321,11 +322,14 @@ public final class MapApplier {
         precondition(batch.count == maps.count)
         var report = ApplyReport(mapCount: maps.count)
         var plans: [Int: Plan] = [:]
+        let planning = clock.now
         for (index, changes) in batch.enumerated() where !changes.isEmpty {
             let plan = plan(index, changes)
             report.rejections += plan.refused
             plans[index] = plan
         }
+        let sending = clock.now
+        report.planNanoseconds = Self.nanoseconds(sending - planning)
         let usable = (connection?.isActive ?? false) ? connection : nil
         var deferred = false
         do {
@@ -343,6 +347,7 @@ public final class MapApplier {
         if deferred {
             throw MapperError(.connectionClosed, "not synchronised with HAProxy; the batch completes at the next synchronisation")
         }
+        report.sendNanoseconds = Self.nanoseconds(clock.now - sending)
         return report
     }
 
@@ -369,24 +374,24 @@ public final class MapApplier {
         swap(&target, &maps[index].contents)
         var uncertain: [MapKey: Uncertain] = [:]
         swap(&uncertain, &maps[index].uncertain)
+        uncertain.reserveCapacity(uncertain.count + changes.count)
         for (offset, change) in changes.enumerated() {
             if let defect = options.rules.check(key: change.key.string, value: change.value, for: definition) {
                 // Never sent: what HAProxy would refuse, or silently ignore, stays out of the desired state.
                 plan.refused.append(Rejection(map: index, key: change.key, tag: change.tag, reason: defect.description))
                 continue
             }
-            let before = target[change.key]
-            let beforeOwner = target.owner(of: change.key)
+            let (before, beforeOwner) = target.valueAndOwner(of: change.key)
             if let value = change.value {
                 if before == nil {
                     plan.adds.append((offset, change.key, value))
                     target.set(change.key, value, owner: change.owner)
                 } else if change.deletedFirst && orderSensitive {
-                    plan.updates.append((offset, change.key, RuntimeCommand.del(definition.path, key: change.key.string), true))
+                    plan.updates.append((offset, change.key, nil, change.tag))
                     plan.adds.append((offset, change.key, value))
                     target.moveToEnd(change.key, value, owner: change.owner)
                 } else if !bytesEqual(before!, value) {
-                    plan.updates.append((offset, change.key, RuntimeCommand.set(definition.path, key: change.key.string, value: value), false))
+                    plan.updates.append((offset, change.key, value, change.tag))
                     target.set(change.key, value, owner: change.owner)
                 } else {
                     // Same value: nothing to send, but the key now belongs to this source.
@@ -397,13 +402,12 @@ public final class MapApplier {
                 // Sharing the map, a key this bridge believes absent may still be in HAProxy: added
                 // by its previous owner after it last stored its state, just before it died (no
                 // stored state names it, so no comparison finds it). `del` is cheap insurance.
-                plan.updates.append((offset, change.key, RuntimeCommand.del(definition.path, key: change.key.string), true))
+                plan.updates.append((offset, change.key, nil, change.tag))
                 target.remove(change.key, owner: change.owner)
             } else {
                 target.remove(change.key, owner: change.owner)
                 continue
             }
-            plan.tags[change.key] = change.tag
             // Keep the oldest value before: an earlier interrupted batch may already have changed the key.
             if let known = uncertain[change.key] {
                 uncertain[change.key] = Uncertain(before: known.before, beforeOwner: known.beforeOwner, tag: change.tag)
@@ -424,7 +428,7 @@ public final class MapApplier {
         }
         let definition = maps[index].definition
         let targetSize = maps[index].contents.count
-        let mapSizeBefore = targetSize - plan.adds.count + plan.updates.filter(\.isDelete).count
+        let mapSizeBefore = targetSize - plan.adds.count + plan.updates.count(where: { $0.value == nil })
         let incrementalCost = costModel.incremental(updates: plan.updates.count, adds: plan.adds.count, mapSize: mapSizeBefore)
         let rebuildCost = costModel.rebuild(entries: targetSize)
         let useRebuild: Bool
@@ -449,7 +453,11 @@ public final class MapApplier {
             var resyncNeeded = false
             if !plan.updates.isEmpty {
                 let started = clock.now
-                let answers = try await connection.execute(plan.updates.map(\.command))
+                let answers = try await connection.execute(
+                    plan.updates.map { update in
+                        update.value.map { RuntimeCommand.set(definition.path, key: update.key.string, value: $0) }
+                            ?? RuntimeCommand.del(definition.path, key: update.key.string)
+                    })
                 costModel.observeUpdates(plan.updates.count, mapSize: mapSizeBefore, seconds: (clock.now - started).seconds)
                 report.commands += answers.count
                 report.entriesWritten += answers.count
@@ -459,7 +467,7 @@ public final class MapApplier {
                     switch answer.text {
                     case "Key not found.":
                         continue  // del of a key HAProxy did not hold: the outcome wanted.
-                    case "entry not found." where !update.isDelete:
+                    case "entry not found." where update.value != nil:
                         // HAProxy lacked a key the bridge believed it held: add it, then re-read the map.
                         logger.warning(
                             "HAProxy lacked a key the bridge believed present; adding it and re-reading the map",
@@ -467,7 +475,7 @@ public final class MapApplier {
                         adds.append((update.change, key, maps[index].contents[key]!))
                         resyncNeeded = true
                     default:
-                        rejections.append(Rejection(map: index, key: key, tag: plan.tags[key], reason: answer.text))
+                        rejections.append(Rejection(map: index, key: key, tag: update.tag, reason: answer.text))
                     }
                 }
                 // A refused set or del left HAProxy as it was: so must the desired state be.
@@ -594,6 +602,10 @@ public final class MapApplier {
             start += chunk.entries.lowerBound + added + 1
         }
         return (rejections, commands)
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 
     public static func checkKnownMap(_ answer: RuntimeResponse, _ definition: MapDefinition) throws {

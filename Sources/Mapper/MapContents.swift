@@ -64,15 +64,22 @@ public struct MapContents: Sendable {
 
     public func contains(_ key: MapKey) -> Bool { slots[key] != nil }
 
+    /// The key's value and owner, in one look-up.
+    public func valueAndOwner(of key: MapKey) -> (value: String?, owner: Owner?) {
+        guard let slot = slots[key] else { return (nil, nil) }
+        return (slot.value, slot.owner)
+    }
+
     /// Who owns the key's entry, when there is one.
     public func owner(of key: MapKey) -> Owner? { slots[key]?.owner }
 
     /// Sets the value, keeping the key's position, or appends the key when it is new.
     public mutating func set(_ key: MapKey, _ value: String, owner: Owner = unowned) {
-        tombstones[key] = nil
-        if slots[key] != nil {
-            slots[key]!.value = value
-            slots[key]!.owner = owner
+        if !tombstones.isEmpty { tombstones[key] = nil }
+        if let index = slots.index(forKey: key) {
+            // One hash and probe, not three.
+            slots.values[index].value = value
+            slots.values[index].owner = owner
         } else {
             append(key, value, owner)
         }

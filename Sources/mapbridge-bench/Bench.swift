@@ -22,6 +22,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Duration of W4 in seconds.") var seconds = 20
     @Option(help: "Entries in W4's map.") var steadyKeys = 10_000
     @Option(help: "Commands sent by the naive client.") var naiveCommands = 2000
+    @Option(help: "Measure only these, comma-separated: ceilings, naive, w1, w2, w3, w4.") var only: String?
+    @Option(help: "Record each bridge run with `perf record -g` into this directory (w1.perf.data, ...), with the bridge's log (w1.log).") var perf: String?
+
+    func wanted(_ name: String) -> Bool { only.map { $0.split(separator: ",").contains(Substring(name)) } ?? true }
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -39,32 +43,48 @@ struct Bench: AsyncParsableCommand {
         print("workload sizes: \(events) events, \(keys) keys, \(partitions) partitions; W4 \(rate)/s for \(seconds) s on \(steadyKeys) entries\n")
 
         // HAProxy's ceilings and the naive client, on a map of the workload's size.
-        let payloadCeiling = try await Ceilings.payloadAdds(entries: events)
-        table.add("ceiling: payload add map (empty map)", rate: payloadCeiling, unit: "entries/s")
-        let setCeiling = try await Ceilings.pipelinedSets(mapSize: keys, commands: 20_000)
-        table.add("ceiling: pipelined set map (\(keys)-entry map)", rate: setCeiling, unit: "commands/s")
-        let consume = try await Ceilings.consume(events: events, partitions: partitions)
-        table.add("ceiling: librdkafka consuming from the embedded cluster", rate: consume, unit: "messages/s")
-        let naive = try await Ceilings.naive(commands: naiveCommands)
-        table.add("naive: a connection per add map (socat loop)", rate: naive, unit: "commands/s", ratio: naive / payloadCeiling, ratioOf: "payload")
+        var payloadCeiling: Double?
+        var setCeiling: Double?
+        if wanted("ceilings") {
+            let payload = try await Ceilings.payloadAdds(entries: events)
+            table.add("ceiling: payload add map (empty map)", rate: payload, unit: "entries/s")
+            let sets = try await Ceilings.pipelinedSets(mapSize: keys, commands: 20_000)
+            table.add("ceiling: pipelined set map (\(keys)-entry map)", rate: sets, unit: "commands/s")
+            let consume = try await Ceilings.consume(events: events, partitions: partitions)
+            table.add("ceiling: librdkafka consuming from the embedded cluster", rate: consume, unit: "messages/s")
+            (payloadCeiling, setCeiling) = (payload, sets)
+        }
+        if wanted("naive") {
+            let naive = try await Ceilings.naive(commands: naiveCommands)
+            table.add(
+                "naive: a connection per add map (socat loop)", rate: naive, unit: "commands/s", ratio: payloadCeiling.map { naive / $0 }, ratioOf: "payload")
+        }
 
-        let workloads = Workloads(events: events, keys: keys, partitions: partitions)
-        let w1 = try await workloads.run(.w1)
-        table.add(
-            "W1 \(events) events over \(keys) keys, empty map", rate: w1.rate, unit: "events/s", rss: w1.peakRSS, state: w1.stateBytes,
-            ratio: w1.rate / payloadCeiling, ratioOf: "payload")
-        let w2 = try await workloads.run(.w2)
-        table.add(
-            "W2 \(events) distinct new keys", rate: w2.rate, unit: "events/s", rss: w2.peakRSS, state: w2.stateBytes, ratio: w2.rate / payloadCeiling,
-            ratioOf: "payload")
-        let w3 = try await workloads.run(.w3)
-        table.add(
-            "W3 \(events) random set/del, \(keys) pre-filled", rate: w3.rate, unit: "events/s", rss: w3.peakRSS, state: w3.stateBytes,
-            ratio: w3.rate / setCeiling, ratioOf: "set")
-        let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys).run()
-        table.add(
-            "W4 \(rate) events/s on \(steadyKeys) entries: p50 \(format(ms: w4.p50)) p99 \(format(ms: w4.p99)) max \(format(ms: w4.max))", rate: w4.applied,
-            unit: "events/s", rss: w4.peakRSS, state: w4.stateBytes)
+        let workloads = Workloads(events: events, keys: keys, partitions: partitions, perfDirectory: perf)
+        if wanted("w1") {
+            let w1 = try await workloads.run(.w1)
+            table.add(
+                "W1 \(events) events over \(keys) keys, empty map", rate: w1.rate, unit: "events/s", rss: w1.peakRSS, state: w1.stateBytes,
+                ratio: payloadCeiling.map { w1.rate / $0 }, ratioOf: "payload")
+        }
+        if wanted("w2") {
+            let w2 = try await workloads.run(.w2)
+            table.add(
+                "W2 \(events) distinct new keys", rate: w2.rate, unit: "events/s", rss: w2.peakRSS, state: w2.stateBytes,
+                ratio: payloadCeiling.map { w2.rate / $0 }, ratioOf: "payload")
+        }
+        if wanted("w3") {
+            let w3 = try await workloads.run(.w3)
+            table.add(
+                "W3 \(events) random set/del, \(keys) pre-filled", rate: w3.rate, unit: "events/s", rss: w3.peakRSS, state: w3.stateBytes,
+                ratio: setCeiling.map { w3.rate / $0 }, ratioOf: "set")
+        }
+        if wanted("w4") {
+            let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys).run()
+            table.add(
+                "W4 \(rate) events/s on \(steadyKeys) entries: p50 \(format(ms: w4.p50)) p99 \(format(ms: w4.p99)) max \(format(ms: w4.max))",
+                rate: w4.applied, unit: "events/s", rss: w4.peakRSS, state: w4.stateBytes)
+        }
         print(table.render())
     }
 }
@@ -299,6 +319,7 @@ struct Workloads {
     let events: Int
     let keys: Int
     let partitions: Int32
+    let perfDirectory: String?
 
     struct Outcome {
         var rate: Double
@@ -330,6 +351,7 @@ struct Workloads {
             try setup.producer.flush(timeoutMilliseconds: 120_000)
             let progress = Setup.Progress(path: setup.bridge.logPath)
             try setup.bridge.start()
+            let recorder = try perfDirectory.map { try PerfRecorder(output: "\($0)/\(kind).perf.data") }
             var finished: ContinuousClock.Instant?
             let deadline = ContinuousClock.now + .seconds(600)
             while finished == nil {
@@ -339,6 +361,12 @@ struct Workloads {
                     throw ValidationError("\(kind): the bridge applied \(progress.applied) of \(events) events; log: \(setup.bridge.logPath)")
                 }
                 try await Task.sleep(for: .milliseconds(2))
+            }
+            recorder?.stop()
+            if let perfDirectory {
+                // The bridge's debug log beside the profile: each batch's size, strategy and time.
+                try? FileManager.default.removeItem(atPath: "\(perfDirectory)/\(kind).log")
+                try? FileManager.default.copyItem(atPath: setup.bridge.logPath, toPath: "\(perfDirectory)/\(kind).log")
             }
             let peak = setup.bridge.peakResidentBytes()
             let seconds = (finished! - progress.firstFetch!).seconds
@@ -431,5 +459,38 @@ struct Steady {
                 p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0, applied: Double(latencies.count) / elapsed, peakRSS: peak,
                 stateBytes: keys * 24)
         }
+    }
+}
+
+/// `perf record -g` for one workload (`--perf`), system-wide (attaching to one process with `-p`
+/// misbehaves with this perf and kernel); read the bridge's share of it with
+/// `perf report -i DIR/w1.perf.data --comm mapbridge --no-children`.
+final class PerfRecorder {
+    let pid: pid_t
+
+    init(output: String) throws {
+        try FileManager.default.createDirectory(atPath: (output as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        // Spawned with an empty signal mask: Foundation's Process passes on this process's
+        // blocked signals, and perf would then never see the SIGINT that stops it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let arguments = ["perf", "record", "-q", "-g", "-F", "499", "-a", "-o", output]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, "/usr/bin/perf", nil, &attributes, argv, environ)
+        guard status == 0 else { throw ValidationError("cannot start perf: \(String(cString: strerror(status)))") }
+        self.pid = pid
+    }
+
+    func stop() {
+        kill(pid, SIGINT)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
     }
 }
