@@ -37,13 +37,20 @@ enum BacklogItem: Sendable {
     case idle
 }
 
-/// Consumed events waiting for the pipeline, bounded in events and bytes. Above the bound the
+/// Consumed events waiting for the pipeline, bounded in events and bytes. What arrives while the
+/// pipeline is busy is compacted as it arrives (see ``Batch/appendCompacting(_:index:)``): a
+/// change to a key already waiting replaces it, so `events` counts distinct pending changes
+/// (and invalid messages), and the next batch carries every event in it. Above the bound the
 /// consumer is paused (its partitions stop fetching, the group membership stays); below half of
 /// it, resumed. A batch closes when it holds `maxEvents` events or when its first event has
 /// waited `maxWait`; a waiting rebalance goes before any batch.
 final class Backlog: Sendable {
     private struct State {
+        /// Chunks taken apart from ``tail`` (by a batch limit or a revoke), oldest first.
         var chunks = Deque<Batch>()
+        /// What arrived since the pipeline last took a batch, compacted as it arrives.
+        var tail = Batch()
+        var index = CompactionIndex()
         var events = 0
         var bytes = 0
         var controls = Deque<BacklogItem>()
@@ -70,9 +77,10 @@ final class Backlog: Sendable {
         guard !chunk.isEmpty else { return false }
         let pause = state.withLock { state -> Bool in
             guard !state.closed else { return false }
-            state.chunks.append(chunk)
-            state.events += chunk.events
-            state.bytes += chunk.bytes
+            let before = (state.tail.events, state.tail.bytes)
+            state.tail.appendCompacting(chunk, index: &state.index)
+            state.events += state.tail.events - before.0
+            state.bytes += state.tail.bytes - before.1
             state.peakEvents = max(state.peakEvents, state.events)
             state.peakBytes = max(state.peakBytes, state.bytes)
             if !state.paused && (state.events >= maxEvents || state.bytes >= maxBytes) {
@@ -108,6 +116,7 @@ final class Backlog: Sendable {
     /// Drops queued messages of partitions given up (their new owner reads them again).
     func remove(partitions: Set<TopicPartition>) {
         state.withLock { state in
+            Self.sealTail(&state)
             for index in state.chunks.indices {
                 let before = (state.chunks[index].events, state.chunks[index].bytes)
                 state.chunks[index].remove(partitions: partitions)
@@ -164,8 +173,9 @@ final class Backlog: Sendable {
                 if let failure = state.failure { return .failed(failure) }
                 if state.closed { return .closed }
                 if let control = state.controls.popFirst() { return .item(control) }
-                let due = state.chunks.first.map { $0.arrival + maxWait }
-                if let due, state.events >= batchLimit || now >= due {
+                let due = (state.chunks.first ?? (state.tail.isEmpty ? nil : state.tail)).map { $0.arrival + maxWait }
+                // A full backlog (consumption paused) gains nothing by waiting longer.
+                if let due, state.events >= batchLimit || now >= due || state.paused {
                     return .item(.batch(Self.take(&state, limit: batchLimit)))
                 }
                 if let idleDeadline, now >= idleDeadline { return .item(.idle) }
@@ -184,7 +194,16 @@ final class Backlog: Sendable {
         }
     }
 
+    /// Ends compaction into the tail: it becomes the newest chunk.
+    private static func sealTail(_ state: inout State) {
+        guard !state.tail.isEmpty else { return }
+        state.chunks.append(state.tail)
+        state.tail = Batch()
+        state.index.reset()
+    }
+
     private static func take(_ state: inout State, limit batchLimit: Int) -> Batch {
+        sealTail(&state)
         var batch = Batch()
         while var chunk = state.chunks.first, batch.events < batchLimit {
             state.chunks.removeFirst()

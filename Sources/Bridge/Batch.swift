@@ -26,15 +26,29 @@ struct MessageRecord: Sendable {
     /// The message's timestamp in milliseconds since the epoch, when known.
     var timestamp: Int64?
     var invalid: InvalidEvent?
+    /// How many changes it held (they may since be compacted into others').
+    var changeCount: Int32 = 0
 }
 
-/// One valid change read from a message.
+/// One valid change read from a message, or several of one key compacted in the backlog.
 struct PendingChange: Sendable {
     var map: Int
     var key: MapKey
     var value: String?
-    /// Its message's index in the batch's (or chunk's) messages.
+    /// Its message's index in the batch's (or chunk's) messages: the first of the changes
+    /// compacted into it, which keeps the changes in message order.
     var message: Int
+    /// The message whose change decided the value (the last compacted into it), to name in a
+    /// report of a refused change.
+    var source: Int
+
+    init(map: Int, key: MapKey, value: String?, message: Int) {
+        self.map = map
+        self.key = key
+        self.value = value
+        self.message = message
+        self.source = message
+    }
 }
 
 /// Messages and their changes, in arrival order: what the consumer hands over in one burst, and,
@@ -51,6 +65,8 @@ struct Batch: Sendable {
 
     /// What counts against the batch and backlog limits: every change, and every invalid message.
     var events: Int { changes.count + invalidCount }
+    /// The changes its messages held before any compaction.
+    var changeEvents: Int { messages.reduce(0) { $0 + Int($1.changeCount) } }
     var invalidCount = 0
 
     mutating func append(_ other: Batch) {
@@ -59,7 +75,10 @@ struct Batch: Sendable {
         messages.append(contentsOf: other.messages)
         changes.append(
             contentsOf: other.changes.lazy.map {
-                var change = $0; change.message += base; return change
+                var change = $0
+                change.message += base
+                change.source += base
+                return change
             })
         bytes += other.bytes
         invalidCount += other.invalidCount
@@ -85,11 +104,18 @@ struct Batch: Sendable {
         prefix.arrival = arrival
         prefix.messages = Array(messages[..<messageCount])
         prefix.changes = Array(changes[..<changeIndex])
+        for index in prefix.changes.indices where prefix.changes[index].source >= messageCount {
+            // Its deciding message stays behind (its value goes early, which a replay repeats).
+            prefix.changes[index].source = prefix.changes[index].message
+        }
         prefix.invalidCount = prefix.messages.reduce(0) { $0 + ($1.invalid == nil ? 0 : 1) }
         prefix.bytes = messages.isEmpty ? 0 : bytes * messageCount / messages.count
         messages.removeFirst(messageCount)
         changes.removeFirst(changeIndex)
-        for index in changes.indices { changes[index].message -= messageCount }
+        for index in changes.indices {
+            changes[index].message -= messageCount
+            changes[index].source -= messageCount
+        }
         invalidCount -= prefix.invalidCount
         bytes -= prefix.bytes
         return prefix
@@ -109,6 +135,8 @@ struct Batch: Sendable {
         for change in changes where newIndex[change.message] >= 0 {
             var moved = change
             moved.message = newIndex[change.message]
+            // Compacted changes come from one partition: the deciding message stays too.
+            moved.source = newIndex[change.source] >= 0 ? newIndex[change.source] : moved.message
             kept.changes.append(moved)
         }
         kept.bytes = messages.isEmpty ? 0 : bytes * kept.messages.count / messages.count
@@ -124,4 +152,79 @@ struct Batch: Sendable {
         }
         return result
     }
+}
+
+/// Where each (map, key) of the backlog's newest chunk has its pending change, so that the changes
+/// that follow compact into it.
+struct CompactionIndex {
+    /// Per map: the index of the key's current change, or ``mixed`` once a change from another
+    /// partition came (the key's changes are then kept one by one: revoking either partition
+    /// must not take the other's changes with it).
+    var positions: [[MapKey: Int]] = []
+    /// How many keys each map held before the last reset: the next fill reserves as many.
+    private var sizes: [Int] = []
+
+    static let mixed = -1
+    static let absent = -2
+
+    mutating func reset() {
+        sizes = positions.map(\.count)
+        positions = []
+    }
+
+    mutating func prepare(map: Int) {
+        while positions.count <= map {
+            var fresh: [MapKey: Int] = [:]
+            if positions.count < sizes.count { fresh.reserveCapacity(sizes[positions.count]) }
+            positions.append(fresh)
+        }
+    }
+}
+
+extension Batch {
+    /// Appends `other`, compacting each change into this batch's pending change of the same
+    /// (map, key) from the same partition, exactly as ``Coalescer`` will reduce them: a set after a
+    /// delete goes in as a change of its own (it re-enters the key at the end, where order
+    /// matters); any other change replaces the value in place. Every message stays (its offset is
+    /// committed with the batch); only changes are compacted, so that events of a busy key cost
+    /// memory once while HAProxy is busy, and the batch that follows carries them all.
+    mutating func appendCompacting(_ other: Batch, index: inout CompactionIndex) {
+        if messages.isEmpty { arrival = other.arrival }
+        let base = messages.count
+        messages.append(contentsOf: other.messages)
+        invalidCount += other.invalidCount
+        bytes += other.bytes
+        for var change in other.changes {
+            change.message += base
+            change.source += base
+            index.prepare(map: change.map)
+            // One hash and probe per event: the slot is read and written in place.
+            merge(change, into: &index.positions[change.map][change.key, default: CompactionIndex.absent])
+        }
+    }
+
+    private mutating func merge(_ change: PendingChange, into position: inout Int) {
+        if position == CompactionIndex.absent {
+            position = changes.count
+            bytes += Self.indexBytes
+            changes.append(change)
+            return
+        }
+        guard position != CompactionIndex.mixed, messages[changes[position].message].partition == messages[change.message].partition else {
+            position = CompactionIndex.mixed
+            changes.append(change)
+            return
+        }
+        if change.value != nil && changes[position].value == nil {
+            position = changes.count
+            changes.append(change)
+        } else {
+            bytes -= MessageIntake.changeBytes + MessageIntake.stringBytes(change.key.string) + (changes[position].value.map(MessageIntake.stringBytes) ?? 0)
+            changes[position].value = change.value
+            changes[position].source = change.source
+        }
+    }
+
+    /// What one key of a ``CompactionIndex`` costs in memory (the key's string is shared).
+    static let indexBytes = 40
 }

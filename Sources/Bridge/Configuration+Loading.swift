@@ -380,7 +380,7 @@ struct ConfigDecoder {
         configuration.batch.maxWaitMilliseconds = int(batch["max_wait_ms"], "batch.max_wait_ms", default: 10, range: 0...60_000)
         let backlog = section(top["backlog"], "backlog", allowed: ["max_events", "max_bytes"])
         configuration.backlog.maxEvents = int(backlog["max_events"], "backlog.max_events", default: 200_000, range: 1...100_000_000)
-        configuration.backlog.maxBytes = int(backlog["max_bytes"], "backlog.max_bytes", default: 64 << 20, range: 1 << 20...1 << 40)
+        configuration.backlog.maxBytes = int(backlog["max_bytes"], "backlog.max_bytes", default: 32 << 20, range: 1 << 20...1 << 40)
         if configuration.backlog.maxEvents < configuration.batch.maxEvents {
             problem("backlog.max_events", backlog["max_events"], "must be at least batch.max_events (\(configuration.batch.maxEvents))")
         }

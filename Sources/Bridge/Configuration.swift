@@ -86,8 +86,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public struct Backlog: Sendable, Equatable {
         /// Consumed events waiting for HAProxy before partitions are paused. Default 200000.
         public var maxEvents = 200_000
-        /// The same bound in bytes (keys, values and bookkeeping). Default 67108864 (64 MiB).
-        public var maxBytes = 64 << 20
+        /// The same bound in bytes (keys, values and bookkeeping). Default 33554432 (32 MiB).
+        public var maxBytes = 32 << 20
     }
 
     public var kafka: Kafka

@@ -23,6 +23,8 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
     private var chunk = Batch()
     private var scratch: [DecodedChange] = []
     private var lastTopic: (name: String, format: EventFormat?)?
+    /// The next offset to consume per partition, published at the end of each burst.
+    private let positions = Mutex<[TopicPartition: Int64]>([:])
 
     private let store: StateStore?
 
@@ -76,6 +78,7 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
             chunk.invalidCount += 1
             chunk.bytes += 128 + (message.key?.count ?? 0) + (message.value?.count ?? 0)
         } else {
+            record.changeCount = Int32(scratch.count)
             for change in scratch {
                 chunk.changes.append(PendingChange(map: change.map, key: MapKey(change.key), value: change.value, message: messageIndex))
                 chunk.bytes += Self.changeBytes + Self.stringBytes(change.key) + (change.value.map(Self.stringBytes) ?? 0)
@@ -96,8 +99,25 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         return count <= 15 ? 0 : count + 32
     }
 
+    /// Messages the broker holds that this bridge has not consumed yet, from the consumer's high
+    /// watermarks (refreshed every second, so possibly behind).
+    func unconsumed(highWatermarks: [TopicPartition: Int64], assigned: Set<TopicPartition>) -> Int64 {
+        let consumed = positions.withLock { $0 }
+        var total: Int64 = 0
+        for (partition, high) in highWatermarks where assigned.contains(partition) {
+            // A partition not consumed from yet counts as nothing known: its start is unknown here.
+            guard let next = consumed[partition] else { continue }
+            total += max(0, high - next)
+        }
+        return total
+    }
+
     func endOfBurst() {
         guard !chunk.isEmpty else { return }
+        let last = chunk.lastOffsets
+        positions.withLock { positions in
+            for (partition, offset) in last { positions[partition] = offset + 1 }
+        }
         let full = backlog.push(chunk)
         chunk = Batch()
         if full {

@@ -77,9 +77,23 @@ final class Pipeline {
     /// (throughput: events that arrive while a batch is applied form the next one anyway).
     var batchWindow: Duration {
         let full = Duration.milliseconds(configuration.batch.maxWaitMilliseconds)
+        if rebuilding && catchingUp {
+            // Catching up on a map that batches rebuild: a rebuild costs the same whatever it
+            // carries, so wait for as much of the lag as the backlog holds (it closes the batch
+            // early when full), for as long as the last rebuild took.
+            return max(full, min(lastRebuildDuration, Self.longestCatchUpWait))
+        }
         return full * min(1.0, Double(lastBatchEvents) / Double(Self.fullWindowBatch))
     }
     static let fullWindowBatch = 1000
+    static let longestCatchUpWait = Duration.seconds(2)
+    private var lastRebuildDuration: Duration = .zero
+
+    /// Whether the broker holds more unconsumed events than a batch takes: the bridge is behind,
+    /// and throughput matters more than the latency of each event.
+    private var catchingUp: Bool {
+        intake.unconsumed(highWatermarks: consumer.highWatermarks, assigned: ownedPartitions) >= Int64(configuration.batch.maxEvents)
+    }
 
     /// How often owned keys are compared with HAProxy while sharing the maps with other bridges.
     private var auditInterval: Duration { checkInterval * 6 }
@@ -237,10 +251,11 @@ final class Pipeline {
             return id
         }
         let coalesced = Coalescer.coalesce(batch.changes, mapCount: configuration.maps.count, owners: messageOwners)
+        let changeEvents = batch.changeEvents
         let distinct = coalesced.reduce(0) { $0 + $1.count }
         var applied: Outcome?
         if distinct > 0 {
-            metrics.coalescingRatio.record(Double(batch.changes.count) / Double(distinct))
+            metrics.coalescingRatio.record(Double(changeEvents) / Double(distinct))
             for (map, changes) in coalesced.enumerated() where !changes.isEmpty { dirtyMaps.insert(map) }
             if !applier.isInSync {
                 guard try await synchronizeUntilDone(reason: "before a batch") != nil else { return false }
@@ -255,13 +270,14 @@ final class Pipeline {
             metrics.entriesWritten.increment(by: report.entriesWritten)
             for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
             rebuilding = report.strategies.contains(.rebuild)
+            if rebuilding { lastRebuildDuration = .nanoseconds(report.sendNanoseconds) }
             applied = report
         }
         for ticket in tickets.values { tracker.finish(ticket) }
         lastBatchEvents = batch.events
         let elapsed = clock.now - started
         metrics.applyDuration.recordNanoseconds(elapsed.nanoseconds)
-        metrics.changesApplied.increment(by: batch.changes.count)
+        metrics.changesApplied.increment(by: changeEvents)
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         if let oldest = batch.messages.compactMap(\.timestamp).min(), nowMillis >= oldest {
             metrics.eventToApplied.recordMilliseconds(nowMillis - oldest)
@@ -269,14 +285,14 @@ final class Pipeline {
         status.update {
             $0.batches += 1
             $0.eventsConsumed += batch.messages.count
-            $0.changesApplied += batch.changes.count
+            $0.changesApplied += changeEvents
             $0.inSync = true
             $0.haproxyConnected = true
         }
         logger.debug(
             "batch applied",
             metadata: [
-                "batch.messages": "\(batch.messages.count)", "batch.changes": "\(batch.changes.count)", "batch.distinct": "\(distinct)",
+                "batch.messages": "\(batch.messages.count)", "batch.changes": "\(changeEvents)", "batch.distinct": "\(distinct)",
                 "batch.ms": "\(elapsed.nanoseconds / 1_000_000)", "batch.strategy": "\(applied?.strategies.map(\.rawValue) ?? [])",
                 "batch.entries_written": "\(applied?.entriesWritten ?? 0)", "batch.plan_ms": "\((applied?.planNanoseconds ?? 0) / 1_000_000)",
                 "batch.send_ms": "\((applied?.sendNanoseconds ?? 0) / 1_000_000)",
@@ -424,7 +440,7 @@ final class Pipeline {
         metrics.refused.increment()
         status.update { $0.refusedChanges += 1 }
         let change = rejection.tag.flatMap { $0 < batch.changes.count ? batch.changes[$0] : nil }
-        let message = change.map { batch.messages[$0.message] }
+        let message = change.map { batch.messages[$0.source] }
         if let deadLetters, let change, let message, let ticket = tickets[message.partition] {
             tracker.addParts(ticket, 1)
             deadLetters.send(

@@ -29,11 +29,12 @@ struct CoalescerTests {
         #expect(result.first { $0.key.string == "b" }?.deletedFirst == false)
     }
 
-    func batch(_ sizes: [Int], partition: Int32 = 0) -> Batch {
+    func batch(_ sizes: [Int], partition: Int32 = 0, keys: String = "k") -> Batch {
         var batch = Batch()
         for (index, size) in sizes.enumerated() {
             batch.messages.append(MessageRecord(partition: TopicPartition("t", partition), offset: Int64(index), timestamp: nil, invalid: nil))
-            for _ in 0..<size { batch.changes.append(change(0, "k\(index)", "v", message: index)) }
+            for position in 0..<size { batch.changes.append(change(0, "\(keys)\(index)-\(position)", "v", message: index)) }
+            batch.messages[index].changeCount = Int32(size)
         }
         return batch
     }
@@ -42,7 +43,7 @@ struct CoalescerTests {
     func batchLimits() async throws {
         let backlog = Backlog(maxEvents: 1000, maxBytes: 1 << 30)
         backlog.push(batch([1, 1, 3, 1, 5, 1]))
-        backlog.push(batch([2, 2]))
+        backlog.push(batch([2, 2], keys: "other"))
         var taken: [[Int64]] = []
         var counts: [Int] = []
         while let item = try await backlog.next(maxEvents: 4, maxWait: .zero, idleDeadline: .now), case .batch(let batch) = item {
@@ -52,6 +53,97 @@ struct CoalescerTests {
         }
         #expect(counts == [2, 4, 5, 3, 2], "\(taken)")  // 1+1 | 3+1 | 5 alone | 1 + 2 | 2
         #expect(taken.flatMap { $0 } == [0, 1, 2, 3, 4, 5, 0, 1])
+    }
+
+    /// Events applied one by one to an ordered map, as HAProxy holds a list-matched one.
+    struct OrderedMap: Equatable {
+        var entries: [(key: String, value: String)] = []
+
+        mutating func apply(_ key: String, _ value: String?) {
+            let at = entries.firstIndex { $0.key == key }
+            switch (at, value) {
+            case (let at?, let value?): entries[at].value = value
+            case (nil, let value?): entries.append((key, value))
+            case (let at?, nil): entries.remove(at: at)
+            case (nil, nil): break
+            }
+        }
+
+        /// A coalesced change as the applier sends it to a list-matched map.
+        mutating func apply(_ change: KeyChange) {
+            if change.deletedFirst { apply(change.key.string, nil) }
+            apply(change.key.string, change.value)
+        }
+
+        static func == (lhs: OrderedMap, rhs: OrderedMap) -> Bool {
+            lhs.entries.map(\.key) == rhs.entries.map(\.key) && lhs.entries.map(\.value) == rhs.entries.map(\.value)
+        }
+    }
+
+    @Test(
+        "changes compacted in the backlog, taken in batches of any size, leave a list-matched map as the events one by one do; every message stays, in order",
+        arguments: 0..<200)
+    func compactionMatchesEventOrder(seed: Int) async throws {
+        var random = SplitMix(seed: UInt64(seed))
+        let backlog = Backlog(maxEvents: 1 << 30, maxBytes: 1 << 40)
+        var expected = OrderedMap()
+        var applied = OrderedMap()
+        var offsets: [TopicPartition: [Int64]] = [:]
+        var taken: [TopicPartition: [Int64]] = [:]
+        var totalChanges = 0
+        var takenChanges = 0
+        let limit = Int(random.next() % 12) + 1
+        func drain(_ maxEvents: Int) async throws {
+            while let item = try await backlog.next(maxEvents: maxEvents, maxWait: .zero, idleDeadline: .now), case .batch(let batch) = item {
+                for message in batch.messages { taken[message.partition, default: []].append(message.offset) }
+                #expect(batch.changes.allSatisfy { $0.message < batch.messages.count && $0.source < batch.messages.count })
+                #expect(batch.changes.allSatisfy { batch.messages[$0.message].partition == batch.messages[$0.source].partition })
+                takenChanges += batch.changeEvents
+                for change in Coalescer.coalesce(batch.changes, mapCount: 1)[0] { applied.apply(change) }
+            }
+        }
+        for _ in 0..<Int(random.next() % 40 + 1) {
+            var chunk = Batch()
+            for _ in 0..<Int(random.next() % 8 + 1) {
+                // Few keys, so that they repeat; some keys reach two partitions.
+                let partition = TopicPartition("t", Int32(random.next() % 2))
+                let offset = Int64(offsets[partition]?.count ?? 0)
+                offsets[partition, default: []].append(offset)
+                let count = Int(random.next() % 3)
+                chunk.messages.append(MessageRecord(partition: partition, offset: offset, timestamp: nil, invalid: nil, changeCount: Int32(count)))
+                for _ in 0..<count {
+                    let key = "k\(random.next() % 5)"
+                    let value: String? = random.next() % 3 == 0 ? nil : "v\(random.next() % 4)"
+                    expected.apply(key, value)
+                    chunk.changes.append(change(0, key, value, message: chunk.messages.count - 1))
+                    totalChanges += 1
+                }
+            }
+            backlog.push(chunk)
+            if random.next() % 3 == 0 { try await drain(limit) }
+        }
+        try await drain(random.next() % 2 == 0 ? limit : 1 << 30)
+        #expect(applied == expected, "seed \(seed)")
+        #expect(taken == offsets)
+        #expect(takenChanges == totalChanges)
+    }
+
+    @Test("a busy key costs the backlog one pending change, not one per event")
+    func compactionBoundsMemory() async throws {
+        let backlog = Backlog(maxEvents: 1000, maxBytes: 1 << 30)
+        for round in 0..<100 {
+            var chunk = Batch()
+            chunk.messages.append(MessageRecord(partition: TopicPartition("t", 0), offset: Int64(round), timestamp: nil, invalid: nil, changeCount: 1))
+            chunk.changes.append(change(0, "busy.example.com", "v\(round)", message: 0))
+            #expect(!backlog.push(chunk), "never full: one distinct change")
+        }
+        #expect(backlog.size.events == 1)
+        guard case .batch(let batch)? = try await backlog.next(maxEvents: 10, maxWait: .zero, idleDeadline: nil) else {
+            Issue.record("a batch is due")
+            return
+        }
+        #expect(batch.messages.count == 100 && batch.changes.count == 1 && batch.changeEvents == 100)
+        #expect(batch.changes[0].value == "v99" && batch.changes[0].source == 99 && batch.changes[0].message == 0)
     }
 
     @Test("a batch waits max_wait for more events, unless max_events is reached first")
@@ -90,5 +182,18 @@ struct CoalescerTests {
         backlog.close()
         #expect(try await backlog.next(maxEvents: 100, maxWait: .zero, idleDeadline: nil) == nil)
         #expect(!backlog.push(request))
+    }
+}
+
+/// A small seeded generator, so that a failing seed can be replayed.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
