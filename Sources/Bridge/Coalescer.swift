@@ -9,6 +9,11 @@ enum Coalescer {
     static func coalesce(_ changes: [PendingChange], mapCount: Int, owners: [MapContents.Owner] = []) -> [[KeyChange]] {
         var positions = [[MapKey: Int]](repeating: [:], count: mapCount)
         var output = [[KeyChange?]](repeating: [], count: mapCount)
+        if mapCount == 1 {
+            // The common case: size both once rather than growing them change by change.
+            positions[0].reserveCapacity(changes.count)
+            output[0].reserveCapacity(changes.count)
+        }
         for (index, change) in changes.enumerated() {
             let map = change.map
             let owner = change.message < owners.count ? owners[change.message] : MapContents.unowned

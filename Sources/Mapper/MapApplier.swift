@@ -12,6 +12,10 @@ public struct ApplierOptions: Sendable, Equatable {
     public var strategyOverride: ApplyStrategy? = nil
     /// What may be sent; a change breaking these rules is refused without being sent.
     public var rules = EntryRules.default
+    /// On a unix socket, send payload adds each over a short non-interactive session of its own
+    /// (see ``PayloadSessions``) rather than through the interactive one, which answers every
+    /// payload line with a `+ ` prompt.
+    public var payloadSessions = true
 
     public init() {}
 
@@ -582,7 +586,12 @@ public final class MapApplier {
             var chunker = PayloadChunker(map: definition.path, version: version, budget: options.payloadBudget)
             for entry in entries[start...] { chunker.append(key: entry.key.string, value: entry.value) }
             let chunks = chunker.finish()
-            let answers = try await connection.execute(chunks.map(\.bytes), window: 1, stopAfterFailure: true)
+            let answers: [RuntimeResponse]
+            if options.payloadSessions, case .unix(let path) = endpoint {
+                answers = try await PayloadSessions.send(chunks.map(\.bytes), path: path, options: options.connection)
+            } else {
+                answers = try await connection.execute(chunks.map(\.bytes), window: 1, stopAfterFailure: true)
+            }
             commands += answers.count
             guard let failed = answers.firstIndex(where: { !$0.isEmpty }) else { return (rejections, commands) }
             let answer = answers[failed]
