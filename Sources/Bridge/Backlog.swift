@@ -71,9 +71,13 @@ final class Backlog: Sendable {
         self.maxBytes = maxBytes
     }
 
-    /// Adds a burst; returns true when the consumer should pause (the bound is reached).
+    /// Adds a burst; returns true when the bound is reached and the consumer must pause. `pause`
+    /// is called then, under the backlog's lock, so that the pause and a ``takeResume(_:)`` that
+    /// follows it reach the consumer in that order (called after the lock, a pause could land after
+    /// the pipeline had already drained the backlog and resumed: the consumer then stayed paused
+    /// for good, as a benchmark run showed).
     @discardableResult
-    func push(_ chunk: Batch) -> Bool {
+    func push(_ chunk: Batch, pause: () -> Void = {}) -> Bool {
         guard !chunk.isEmpty else { return false }
         let pause = state.withLock { state -> Bool in
             guard !state.closed else { return false }
@@ -85,6 +89,7 @@ final class Backlog: Sendable {
             state.peakBytes = max(state.peakBytes, state.bytes)
             if !state.paused && (state.events >= maxEvents || state.bytes >= maxBytes) {
                 state.paused = true
+                pause()
                 return true
             }
             return false
@@ -145,14 +150,18 @@ final class Backlog: Sendable {
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    /// True once when the consumer was paused and the backlog has drained below half its bound.
-    func takeResume() -> Bool {
+    /// True once when the consumer was paused and the backlog has drained below half its bound;
+    /// `resume` is then called under the lock (see ``push(_:pause:)``).
+    func takeResume(_ resume: () -> Void = {}) -> Bool {
         state.withLock { state in
             guard state.paused, state.events < maxEvents / 2, state.bytes < maxBytes / 2 else { return false }
             state.paused = false
+            resume()
             return true
         }
     }
+
+    var isPaused: Bool { state.withLock { $0.paused } }
 
     var size: (events: Int, bytes: Int, peakEvents: Int, peakBytes: Int) {
         state.withLock { ($0.events, $0.bytes, $0.peakEvents, $0.peakBytes) }

@@ -118,13 +118,13 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         positions.withLock { positions in
             for (partition, offset) in last { positions[partition] = offset + 1 }
         }
-        let full = backlog.push(chunk)
+        let pause = pauseConsumer.withLock { $0 }
+        let full = backlog.push(chunk) { pause?() }
         chunk = Batch()
         if full {
             let size = backlog.size
             logger.notice(
                 "backlog full: pausing consumption until HAProxy catches up", metadata: ["backlog.events": "\(size.events)", "backlog.bytes": "\(size.bytes)"])
-            pauseConsumer.withLock { $0 }?()
         }
     }
 

@@ -147,9 +147,8 @@ final class Pipeline {
     }
 
     private func resumeIfDrained() {
-        if backlog.takeResume() {
+        if backlog.takeResume({ consumer.resume() }) {
             logger.notice("backlog drained: resuming consumption")
-            consumer.resume()
         }
     }
 

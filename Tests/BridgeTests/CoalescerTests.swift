@@ -1,5 +1,7 @@
 import Consumer
+import Foundation
 import Mapper
+import Synchronization
 import Testing
 
 @testable import Bridge
@@ -144,6 +146,42 @@ struct CoalescerTests {
         }
         #expect(batch.messages.count == 100 && batch.changes.count == 1 && batch.changeEvents == 100)
         #expect(batch.changes[0].value == "v99" && batch.changes[0].source == 99 && batch.changes[0].message == 0)
+    }
+
+    @Test("pause and resume reach the consumer in the order the backlog decided them, however the pipeline races the intake")
+    func pauseResumeOrder() async throws {
+        let backlog = Backlog(maxEvents: 8, maxBytes: 1 << 30)
+        let commands = Mutex<[String]>([])
+        let stuck = Mutex(false)
+        let rounds = 2000
+        let intake = Thread {
+            // A consumer: while paused it delivers nothing; each burst fills the backlog.
+            for round in 0..<rounds {
+                let deadline = Date().addingTimeInterval(5)
+                while commands.withLock({ $0.last == "pause" }) {
+                    guard Date() < deadline else {
+                        stuck.withLock { $0 = true }
+                        backlog.close()
+                        return
+                    }
+                    usleep(50)
+                }
+                var chunk = self.batch([8], keys: "r\(round)-")
+                chunk.arrival = .now
+                backlog.push(chunk) { commands.withLock { $0.append("pause") } }
+            }
+            backlog.close()
+        }
+        intake.start()
+        // The pipeline: takes a batch as soon as one is there, and resumes right after taking it.
+        while let item = try await backlog.next(maxEvents: 8, maxWait: .zero, idleDeadline: nil) {
+            guard case .batch = item else { continue }
+            _ = backlog.takeResume { commands.withLock { $0.append("resume") } }
+        }
+        let sent = commands.withLock { $0 }
+        #expect(!stuck.withLock { $0 }, "the consumer stayed paused with the backlog drained")
+        #expect(sent.count >= rounds, "the backlog filled and drained at every burst")
+        #expect(zip(sent, sent.dropFirst()).allSatisfy { $0 != $1 }, "pause and resume alternate")
     }
 
     @Test("a batch waits max_wait for more events, unless max_events is reached first")
