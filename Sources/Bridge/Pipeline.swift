@@ -311,7 +311,8 @@ final class Pipeline {
 
     private func applyUntilAcknowledged(_ coalesced: [[KeyChange]]) async throws -> Outcome? {
         do {
-            let report = try await applier.apply(coalesced)
+            // Every change passed the same rules in the intake (invalid events never get here).
+            let report = try await applier.apply(coalesced, validated: true)
             if report.resyncs > 0 { metrics.resyncs.increment(by: report.resyncs) }
             return Outcome(
                 rejections: report.rejections, commands: report.commands, entriesWritten: report.entriesWritten, strategies: report.strategies,

@@ -322,13 +322,16 @@ public final class MapApplier {
     /// ``ApplyReport/rejections`` and its key goes back to its value before the batch. When this
     /// throws (no session, or it broke), the maps concerned are out of sync and a successful
     /// ``synchronize()`` completes the batch; never apply the same batch twice.
-    public func apply(_ batch: [[KeyChange]]) async throws -> ApplyReport {
+    ///
+    /// - Parameter validated: the changes already passed ``ApplierOptions/rules`` (the bridge
+    ///   checks each event as it arrives, and would otherwise check it twice).
+    public func apply(_ batch: [[KeyChange]], validated: Bool = false) async throws -> ApplyReport {
         precondition(batch.count == maps.count)
         var report = ApplyReport(mapCount: maps.count)
         var plans: [Int: Plan] = [:]
         let planning = clock.now
         for (index, changes) in batch.enumerated() where !changes.isEmpty {
-            let plan = plan(index, changes)
+            let plan = plan(index, changes, validated: validated)
             report.rejections += plan.refused
             plans[index] = plan
         }
@@ -367,7 +370,7 @@ public final class MapApplier {
     /// Takes the changes into the desired contents and works out the commands that bring HAProxy
     /// from the contents before to the contents after. Until they are acknowledged the map is out of
     /// sync and the values before are kept, to put back a change HAProxy refuses.
-    private func plan(_ index: Int, _ changes: [KeyChange]) -> Plan {
+    private func plan(_ index: Int, _ changes: [KeyChange], validated: Bool) -> Plan {
         let definition = maps[index].definition
         let orderSensitive = definition.match.isOrderSensitive
         var plan = Plan()
@@ -380,7 +383,7 @@ public final class MapApplier {
         swap(&uncertain, &maps[index].uncertain)
         uncertain.reserveCapacity(uncertain.count + changes.count)
         for (offset, change) in changes.enumerated() {
-            if let defect = options.rules.check(key: change.key.string, value: change.value, for: definition) {
+            if !validated, let defect = options.rules.check(key: change.key.string, value: change.value, for: definition) {
                 // Never sent: what HAProxy would refuse, or silently ignore, stays out of the desired state.
                 plan.refused.append(Rejection(map: index, key: change.key, tag: change.tag, reason: defect.description))
                 continue
@@ -389,7 +392,7 @@ public final class MapApplier {
             if let value = change.value {
                 if before == nil {
                     plan.adds.append((offset, change.key, value))
-                    target.set(change.key, value, owner: change.owner)
+                    target.insertNew(change.key, value, owner: change.owner)
                 } else if change.deletedFirst && orderSensitive {
                     plan.updates.append((offset, change.key, nil, change.tag))
                     plan.adds.append((offset, change.key, value))

@@ -85,6 +85,12 @@ public struct MapContents: Sendable {
         }
     }
 
+    /// Appends a key the caller has just found absent (one hash, not three).
+    public mutating func insertNew(_ key: MapKey, _ value: String, owner: Owner = unowned) {
+        if !tombstones.isEmpty { tombstones[key] = nil }
+        append(key, value, owner)
+    }
+
     /// Removes the key (wherever it is) and appends it with the value: what `del` then `add` does.
     public mutating func moveToEnd(_ key: MapKey, _ value: String, owner: Owner = unowned) {
         tombstones[key] = nil

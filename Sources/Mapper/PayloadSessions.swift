@@ -16,10 +16,10 @@ import Darwin
 /// answers a command once (an empty line on success, the error text then an empty line) and
 /// closes the session, so a chunk costs one connect, one write and one read. The chunks are sent
 /// one at a time, blocking, from the thread pool: the pipeline waits for them anyway.
-enum PayloadSessions {
+public enum PayloadSessions {
     /// Sends each chunk in order over a fresh session and returns HAProxy's answers; stops after
     /// the first answer that is not empty (a refused line: HAProxy kept the lines before it).
-    static func send(_ chunks: [ByteBuffer], path: String, options: RuntimeConnectionOptions) async throws -> [RuntimeResponse] {
+    public static func send(_ chunks: [ByteBuffer], path: String, options: RuntimeConnectionOptions) async throws -> [RuntimeResponse] {
         let timeout = max(options.responseTimeout, options.connectTimeout)
         return try await NIOThreadPool.singleton.runIfActive {
             var answers: [RuntimeResponse] = []

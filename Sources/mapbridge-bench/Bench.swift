@@ -46,8 +46,11 @@ struct Bench: AsyncParsableCommand {
         var payloadCeiling: Double?
         var setCeiling: Double?
         if wanted("ceilings") {
-            let payload = try await Ceilings.payloadAdds(entries: events)
-            table.add("ceiling: payload add map (empty map)", rate: payload, unit: "entries/s")
+            let interactive = try await Ceilings.payloadAdds(entries: events, sessionPerChunk: false)
+            table.add("ceiling: payload add map (empty map), one interactive session", rate: interactive, unit: "entries/s")
+            let perChunk = try await Ceilings.payloadAdds(entries: events, sessionPerChunk: true)
+            table.add("ceiling: payload add map (empty map), a session per chunk (as the bridge)", rate: perChunk, unit: "entries/s")
+            let payload = max(interactive, perChunk)
             let sets = try await Ceilings.pipelinedSets(mapSize: keys, commands: 20_000)
             table.add("ceiling: pipelined set map (\(keys)-entry map)", rate: sets, unit: "commands/s")
             let consume = try await Ceilings.consume(events: events, partitions: partitions)
@@ -135,18 +138,25 @@ enum Ceilings {
     }
 
     static func payload(_ map: String, _ entries: some Sequence<(String, String)>) -> [ByteBuffer] {
-        var chunker = PayloadChunker(map: map, budget: 14_000)
+        var chunker = PayloadChunker(map: map, budget: ApplierOptions().payloadBudget)
         for (key, value) in entries { chunker.append(key: key, value: value) }
         return chunker.finish().map(\.bytes)
     }
 
-    /// Payload `add map` of `entries` new keys into an empty map: entries per second.
-    static func payloadAdds(entries: Int) async throws -> Double {
+    /// Payload `add map` of `entries` new keys into an empty map: entries per second. Through
+    /// the interactive session (pipelined), or each chunk over a non-interactive session of its
+    /// own, one at a time, as the bridge sends them (HAProxy then writes no `+ ` per line).
+    static func payloadAdds(entries: Int, sessionPerChunk: Bool) async throws -> Double {
         try await withHAProxy([TestMap("bench")]) { haproxy in
             let connection = try await connection(haproxy)
             let chunks = payload(haproxy.mapPath("bench"), (0..<entries).lazy.map { ("n\($0).example.com", "be_\($0 % 1000)") })
             let started = ContinuousClock.now
-            let answers = try await connection.execute(chunks)
+            let answers: [RuntimeResponse]
+            if sessionPerChunk, case .unix(let path) = try RuntimeEndpoint(parsing: haproxy.endpoint) {
+                answers = try await PayloadSessions.send(chunks, path: path, options: RuntimeConnectionOptions())
+            } else {
+                answers = try await connection.execute(chunks)
+            }
             let seconds = (ContinuousClock.now - started).seconds
             guard answers.allSatisfy(\.isEmpty) else { throw ValidationError("payload add refused: \(answers.first { !$0.isEmpty }!.text)") }
             await connection.close()
