@@ -64,23 +64,16 @@ struct Bench: AsyncParsableCommand {
         }
 
         let workloads = Workloads(events: events, keys: keys, partitions: partitions, perfDirectory: perf)
-        if wanted("w1") {
-            let w1 = try await workloads.run(.w1)
+        let bulk: [(Workloads.Kind, String, String, Double?, String)] = [
+            (.w1, "w1", "W1 \(events) events over \(keys) keys, empty map", payloadCeiling, "payload"),
+            (.w2, "w2", "W2 \(events) distinct new keys", payloadCeiling, "payload"),
+            (.w3, "w3", "W3 \(events) random set/del, \(keys) pre-filled", setCeiling, "set"),
+        ]
+        for (kind, id, name, ceiling, ceilingName) in bulk where wanted(id) {
+            let outcome = try await workloads.run(kind)
             table.add(
-                "W1 \(events) events over \(keys) keys, empty map", rate: w1.rate, unit: "events/s", rss: w1.peakRSS, state: w1.stateBytes,
-                ratio: payloadCeiling.map { w1.rate / $0 }, ratioOf: "payload")
-        }
-        if wanted("w2") {
-            let w2 = try await workloads.run(.w2)
-            table.add(
-                "W2 \(events) distinct new keys", rate: w2.rate, unit: "events/s", rss: w2.peakRSS, state: w2.stateBytes,
-                ratio: payloadCeiling.map { w2.rate / $0 }, ratioOf: "payload")
-        }
-        if wanted("w3") {
-            let w3 = try await workloads.run(.w3)
-            table.add(
-                "W3 \(events) random set/del, \(keys) pre-filled", rate: w3.rate, unit: "events/s", rss: w3.peakRSS, state: w3.stateBytes,
-                ratio: setCeiling.map { w3.rate / $0 }, ratioOf: "set")
+                name, rate: outcome.rate, unit: "events/s", rss: outcome.peakRSS, state: outcome.stateBytes,
+                ratio: ceiling.map { outcome.rate / $0 }, ratioOf: ceilingName)
         }
         if wanted("w4") {
             let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys).run()
