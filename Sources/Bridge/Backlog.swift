@@ -79,7 +79,7 @@ final class Backlog: Sendable {
     @discardableResult
     func push(_ chunk: Batch, pause: () -> Void = {}) -> Bool {
         guard !chunk.isEmpty else { return false }
-        let pause = state.withLock { state -> Bool in
+        let full = state.withLock { state -> Bool in
             guard !state.closed else { return false }
             let before = (state.tail.events, state.tail.bytes)
             state.tail.appendCompacting(chunk, index: &state.index)
@@ -95,7 +95,7 @@ final class Backlog: Sendable {
             return false
         }
         wakeUp.signal()
-        return pause
+        return full
     }
 
     /// Queues a rebalance ahead of every batch; false when the backlog is closed.

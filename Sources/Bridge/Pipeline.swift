@@ -66,7 +66,7 @@ final class Pipeline {
     /// The offsets the state directory last recorded (see ``persist()``).
     private var lastStoredOffsets: [TopicPartition: Int64] = [:]
     /// The most events in the next batch: `batch.max_events`, or, while batches rebuild a map
-    /// (whose cost does not depend on how many changes it carries), up to half the backlog.
+    /// (whose cost does not depend on how many changes it carries), the whole backlog.
     private var batchLimit: Int {
         rebuilding ? max(configuration.batch.maxEvents, backlog.maxEvents) : configuration.batch.maxEvents
     }
