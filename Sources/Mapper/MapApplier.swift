@@ -585,20 +585,26 @@ public final class MapApplier {
         var rejections: [Rejection] = []
         var commands = 0
         var start = 0
+        // Separate sessions until one of them gets an answer other than success: the interactive
+        // session, which every other command goes through, then decides (see below).
+        var separateSessions = options.payloadSessions
         while start < entries.count {
             var chunker = PayloadChunker(map: definition.path, version: version, budget: options.payloadBudget)
             for entry in entries[start...] { chunker.append(key: entry.key.string, value: entry.value) }
             let chunks = chunker.finish()
             let answers: [RuntimeResponse]
-            if options.payloadSessions, case .unix(let path) = endpoint {
+            let viaSeparateSessions: Bool
+            if separateSessions, case .unix(let path) = endpoint {
                 answers = try await PayloadSessions.send(chunks.map(\.bytes), path: path, options: options.connection)
+                viaSeparateSessions = true
             } else {
                 answers = try await connection.execute(chunks.map(\.bytes), window: 1, stopAfterFailure: true)
+                viaSeparateSessions = false
             }
             commands += answers.count
             guard let failed = answers.firstIndex(where: { !$0.isEmpty }) else { return (rejections, commands) }
             let answer = answers[failed]
-            try Self.checkKnownMap(answer, definition)
+            if !viaSeparateSessions { try Self.checkKnownMap(answer, definition) }
             let chunk = chunks[failed]
             let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, version: version))
             try Self.checkKnownMap(dump, definition)
@@ -606,6 +612,19 @@ public final class MapApplier {
             commands += 1
             let lines = entries[(start + chunk.entries.lowerBound)..<(start + chunk.entries.upperBound)]
             let added = lines.prefix { held.contains($0.key) }.count
+            if viaSeparateSessions {
+                // A separate session may have reached another HAProxy process than the
+                // interactive one (a reload in between: "Version number in the future"), so its
+                // refusal proves nothing. Carry on through the interactive session from the first
+                // line its process lacks: a line really refused is refused there again, and found
+                // as below. (Measured: taking such an answer as a refusal dropped changes.)
+                separateSessions = false
+                start += chunk.entries.lowerBound + added
+                logger.debug(
+                    "a payload session got a refusal; the interactive session takes over for this map's payload",
+                    metadata: ["map": "\(definition.name)", "answer": "\(answer.text.prefix(200))"])
+                continue
+            }
             guard added < lines.count else {
                 throw MapperError(.protocolViolation, "HAProxy refused a payload for map \(definition.name) yet holds all of it: '\(answer.text.prefix(200))'")
             }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import TestSupport
@@ -55,6 +56,38 @@ struct ApplierIntegrationTests {
             try expectExact(haproxy, "hosts", ["a.example.com": "be_b", "new.example.com": "be_new"])
             try expectExact(haproxy, "sentinel", ["keep": "me"])
             await applier.disconnect()
+        }
+    }
+
+    @Test(
+        "a payload session that reaches another HAProxy process (its socket replaced, as by a reload) refuses nothing: the interactive session completes the batch",
+        arguments: [ApplyStrategy.incremental, .rebuild])
+    func payloadSessionElsewhere(strategy: ApplyStrategy) async throws {
+        let initial = (0..<2000).map { "k\($0).example.com be_0" }
+        try await withHAProxy([TestMap("hosts", initialLines: initial)]) { first in
+            try await withHAProxy([TestMap("hosts", initialLines: initial)]) { second in
+                var options = ApplierOptions()
+                options.strategyOverride = strategy
+                let applier = try applier(first, [definition(first, "hosts")], options: options)
+                _ = try await applier.synchronize()
+                // The interactive session stays with the first process; new sessions on its socket
+                // path now reach the second one, which has another version counter and map path.
+                let firstSocket = first.directory.file("first.sock")
+                #expect(link(first.socketPath, firstSocket) == 0)
+                #expect(rename(second.socketPath, first.socketPath) == 0)
+                var changes = (0..<3000).map { set("k\($0).example.com", "be_1") }
+                changes.append(set("fresh.example.com", "be_fresh"))
+                let report = try await applier.apply([changes])
+                #expect(report.rejections.isEmpty, "\(report.rejections.prefix(3))")
+                var expected = Dictionary(uniqueKeysWithValues: (0..<3000).map { ("k\($0).example.com", "be_1") })
+                expected["fresh.example.com"] = "be_fresh"
+                let (entries, duplicates) = try RuntimeOracle(socketPath: firstSocket).snapshot(of: first.mapPath("hosts"))
+                #expect(duplicates.isEmpty)
+                #expect(entries == Dictionary(uniqueKeysWithValues: expected.map { (Array($0.key.utf8), $0.value) }))
+                #expect(applier.contents(of: 0).count == expected.count)
+                await applier.disconnect()
+                #expect(rename(first.socketPath, second.socketPath) == 0)
+            }
         }
     }
 
