@@ -336,7 +336,7 @@ public final class MapApplier {
             plans[index] = plan
         }
         let sending = clock.now
-        report.planNanoseconds = Self.nanoseconds(sending - planning)
+        report.planNanoseconds = (sending - planning).nanoseconds
         let usable = (connection?.isActive ?? false) ? connection : nil
         var deferred = false
         do {
@@ -354,7 +354,7 @@ public final class MapApplier {
         if deferred {
             throw MapperError(.connectionClosed, "not synchronised with HAProxy; the batch completes at the next synchronisation")
         }
-        report.sendNanoseconds = Self.nanoseconds(clock.now - sending)
+        report.sendNanoseconds = (clock.now - sending).nanoseconds
         return report
     }
 
@@ -635,10 +635,6 @@ public final class MapApplier {
         return (rejections, commands)
     }
 
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
-    }
-
     public static func checkKnownMap(_ answer: RuntimeResponse, _ definition: MapDefinition) throws {
         if answer.body.readableBytesView.starts(with: "Unknown map identifier".utf8) {
             throw MapperError(.unknownMap, "HAProxy does not know map \(definition.name) (\(definition.path)): it is not loaded by its configuration")
@@ -650,5 +646,13 @@ extension Duration {
     var seconds: Double {
         let (whole, fraction) = components
         return Double(whole) + Double(fraction) / 1e18
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (for metrics and logs).
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }
