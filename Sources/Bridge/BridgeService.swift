@@ -32,6 +32,12 @@ public final class BridgeService: Service, Sendable {
         let owners = OwnerTable()
         let store = StateStore(configuration: configuration, owners: owners, logger: logger)
         try store.prepare()
+        try store.checkIdentity()
+        if configuration.kafka.membership == .direct {
+            // A bridge that consumes every partition must be its state's only writer: a second one
+            // on the same directory (a rolling deploy on one host) waits until the first has gone.
+            guard try await claimStateDirectory(store) else { return }
+        }
         let intake = MessageIntake(configuration: configuration, backlog: backlog, store: store, logger: logger)
         let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
         intake.onPause { [weak consumer] in consumer?.pause() }
@@ -95,7 +101,8 @@ public final class BridgeService: Service, Sendable {
                 backlog.close()
             }
         } catch {
-            failure = error
+            // The consumer stopped because the cluster is not the state's: say that, not "fatal".
+            failure = intake.refusal ?? error
         }
         logger.debug("pipeline ended", metadata: ["error": "\(failure.map { "\($0)" } ?? "none")"])
         intake.onPause(nil)
@@ -109,6 +116,28 @@ public final class BridgeService: Service, Sendable {
 }
 
 extension BridgeService {
+    /// Takes the state directory for this bridge alone, waiting (as a standby, not ready) while
+    /// another process holds it; false when a graceful shutdown came first.
+    func claimStateDirectory(_ store: StateStore) async throws -> Bool {
+        var announced = false
+        while try !store.claimExclusively() {
+            if !announced {
+                logger.notice(
+                    "another mapbridge holds the state directory: waiting until it stops (standby)",
+                    metadata: ["state.directory": "\(store.directory)", "holder.pid": "\(store.holder ?? "?")"])
+                status.update { $0.standby = true }
+                announced = true
+            }
+            if Task.isShuttingDownGracefully { return false }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        if announced {
+            logger.notice("took over the state directory", metadata: ["state.directory": "\(store.directory)"])
+            status.update { $0.standby = false }
+        }
+        return true
+    }
+
     /// librdkafka properties that only a consumer takes (a producer would warn about them).
     static func isConsumerOnly(_ name: String) -> Bool {
         let prefixes = [

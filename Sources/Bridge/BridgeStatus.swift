@@ -29,6 +29,8 @@ public final class BridgeStatus: Sendable {
         /// The last offsets committed, per partition (the next offset to consume).
         public var committed: [TopicPartition: Int64] = [:]
         public var lastError: String?
+        /// Waiting for another bridge to release the state directory.
+        public var standby = false
 
         public init() {}
 

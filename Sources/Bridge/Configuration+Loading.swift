@@ -113,7 +113,7 @@ extension BridgeConfiguration {
     static let environmentPaths: [String: [String]] = {
         var table: [String: [String]] = [:]
         let scalars = [
-            "kafka.brokers", "kafka.group_id", "kafka.assignment_strategy", "kafka.revoke_timeout_ms",
+            "kafka.brokers", "kafka.group_id", "kafka.membership", "kafka.assignment_strategy", "kafka.revoke_timeout_ms",
             "haproxy.socket", "haproxy.bufsize", "haproxy.timeout_ms", "haproxy.connect_timeout_ms", "haproxy.max_in_flight",
             "haproxy.cli_timeout_s", "haproxy.check_interval_ms", "haproxy.reconnect.initial_ms", "haproxy.reconnect.max_ms",
             "batch.max_events", "batch.max_wait_ms", "backlog.max_events", "backlog.max_bytes", "commit.interval_ms",
@@ -260,9 +260,10 @@ struct ConfigDecoder {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
         var configuration = BridgeConfiguration(groupID: "mapbridge-\(host)")
 
-        let kafka = section(top["kafka"], "kafka", allowed: ["brokers", "group_id", "properties", "assignment_strategy", "revoke_timeout_ms"])
+        let kafka = section(top["kafka"], "kafka", allowed: ["brokers", "group_id", "properties", "membership", "assignment_strategy", "revoke_timeout_ms"])
         configuration.kafka.brokers = string(kafka["brokers"], "kafka.brokers", nonEmpty: true, default: configuration.kafka.brokers)
         configuration.kafka.groupID = string(kafka["group_id"], "kafka.group_id", nonEmpty: true, default: configuration.kafka.groupID)
+        configuration.kafka.membership = choice(kafka["membership"], "kafka.membership", default: configuration.kafka.membership)
         configuration.kafka.assignmentStrategy = choice(
             kafka["assignment_strategy"], "kafka.assignment_strategy", default: configuration.kafka.assignmentStrategy)
         configuration.kafka.revokeTimeoutMilliseconds = int(kafka["revoke_timeout_ms"], "kafka.revoke_timeout_ms", default: 10000, range: 100...600_000)

@@ -12,7 +12,13 @@ public struct BridgeConfiguration: Sendable, Equatable {
         public var groupID: String
         /// Any librdkafka property (TLS, SASL, timeouts...), passed through; secrets are never logged.
         public var properties: [String: String] = [:]
-        /// `range` (default) or `roundrobin` (eager), or `cooperative-sticky` (incremental).
+        /// `direct` (default): this bridge assigns itself every partition of its topics and joins
+        /// no group, so a restart consumes at once (a group member restarted after a crash waits
+        /// for the group to time its dead predecessor out, 45 s by default); the group only keeps
+        /// the committed offsets, for lag tools. `group`: a subscribed member of the group, which
+        /// shares the partitions among the bridges serving one HAProxy (see the README).
+        public var membership: Membership = .direct
+        /// With `group` membership: `range` (default) or `roundrobin` (eager), or `cooperative-sticky` (incremental).
         /// Eager is the default: with librdkafka 2.0.2, commits during a cooperative rebalance make
         /// members lose their whole assignment (fixed only in 2.10.0), which we measured as repeated
         /// "assignment lost" rebalances under load; see the README.
@@ -114,13 +120,23 @@ public struct BridgeConfiguration: Sendable, Equatable {
     }
     /// How long a graceful shutdown may spend finishing the batch in flight. Default 10000.
     public var shutdownTimeoutMilliseconds = 10000
-    /// Where the desired state of every map is kept (shared by bridges serving the same HAProxy).
-    /// Default `/var/lib/mapbridge`.
+    /// Where the desired state of every map is kept, in a folder per consumer group
+    /// (``groupStateDirectory``). Default `/var/lib/mapbridge`.
     public var stateDirectory = "/var/lib/mapbridge"
     public var logLevel: Logger.Level = .info
 
     public init(groupID: String) {
         kafka = Kafka(groupID: groupID)
+    }
+
+    /// Where this bridge keeps its state: a folder of `state.directory` named after the consumer
+    /// group, so that bridges of different groups (two HAProxy instances on one host, say) never
+    /// share state even with the default `state.directory`. Characters other than letters,
+    /// digits, `.`, `_` and `-` become `_`; the identity file inside records the exact group.
+    public var groupStateDirectory: String {
+        var name = String(kafka.groupID.unicodeScalars.map { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) ? Character($0) : "_" })
+        if name.hasPrefix(".") { name = "_" + name.dropFirst() }
+        return "\(stateDirectory.hasSuffix("/") ? String(stateDirectory.dropLast()) : stateDirectory)/\(name)"
     }
 
     /// The maps as the HAProxy side knows them, in configuration order.
@@ -153,6 +169,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
 
     public var consumerConfiguration: KafkaConsumer.Configuration {
         var configuration = KafkaConsumer.Configuration(bootstrapServers: kafka.brokers, groupID: kafka.groupID, topics: topics.map(\.name))
+        configuration.membership = kafka.membership
         configuration.assignmentStrategy = kafka.assignmentStrategy
         configuration.properties = KafkaSettings(kafka.properties)
         return configuration

@@ -22,10 +22,11 @@ public enum Inspection {
         let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
         do {
             try store.prepare()
+            try store.checkIdentity()
             let stored = try store.load()
             let known = stored.filter { $0.contents != nil }.count
             findings.append(
-                Finding(subject: "state", ok: true, detail: "\(configuration.stateDirectory) is writable; stored state for \(known) of \(stored.count) maps"))
+                Finding(subject: "state", ok: true, detail: "\(store.directory) is writable and this bridge's; stored state for \(known) of \(stored.count) maps"))
         } catch {
             findings.append(Finding(subject: "state", ok: false, detail: "\(error)"))
         }
@@ -89,6 +90,7 @@ public enum Inspection {
     /// state yet is reported with `desired` = -1 (nothing to compare).
     public static func diff(_ configuration: BridgeConfiguration, logger: Logger) async throws -> [MapDifference] {
         let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
+        try store.checkIdentity(record: false)
         let stored = try store.load()
         let endpoint = try RuntimeEndpoint(parsing: configuration.haproxy.socket)
         let connection = try await RuntimeConnection.connect(to: endpoint, options: configuration.applierOptions.connection)

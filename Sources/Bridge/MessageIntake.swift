@@ -157,6 +157,23 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         return lost ? [:] : offsets
     }
 
+    /// Set when the consumer reached a cluster the stored state does not belong to.
+    private let refusalStorage = Mutex<ForeignStateError?>(nil)
+    var refusal: ForeignStateError? { refusalStorage.withLock { $0 } }
+
+    func verify(clusterID: String?) -> KafkaError? {
+        guard let store else { return nil }
+        do {
+            try store.verifyCluster(clusterID)
+            return nil
+        } catch let error as ForeignStateError {
+            refusalStorage.withLock { $0 = error }
+            return KafkaError(.operation, error.description)
+        } catch {
+            return KafkaError(.operation, "cannot record the Kafka cluster in the state directory: \(error)")
+        }
+    }
+
     func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {
         commits.record(offsets, error: error)
     }

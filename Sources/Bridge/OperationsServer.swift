@@ -24,6 +24,7 @@ public enum OperationsServer {
         router.get("/readyz") { _, _ -> Response in
             let snapshot = status.snapshot
             var missing: [String] = []
+            if snapshot.standby { missing.append("standby: another mapbridge holds the state directory") }
             if !snapshot.consumerStarted { missing.append("consumer not started") }
             if !snapshot.haproxyConnected { missing.append("HAProxy not connected") }
             if !snapshot.firstSyncDone { missing.append("first synchronisation with HAProxy not done") }

@@ -1,5 +1,8 @@
 import Consumer
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Mapper
 import Synchronization
@@ -65,11 +68,93 @@ final class StateStore: Sendable {
     let owners: OwnerTable
     let logger: Logger
 
+    /// Whose state this bridge keeps (see ``StateIdentity``).
+    let identity: StateIdentity
+    /// The open lock file while this bridge holds the directory for itself (``claimExclusively()``).
+    private let exclusiveLock = Mutex<Int32?>(nil)
+
     init(configuration: BridgeConfiguration, owners: OwnerTable, logger: Logger) {
-        directory = configuration.stateDirectory
+        directory = configuration.groupStateDirectory
         maps = configuration.maps
+        identity = StateIdentity(configuration)
         self.owners = owners
         self.logger = logger
+    }
+
+    deinit {
+        if let fd = exclusiveLock.withLock({ $0 }) { close(fd) }
+    }
+
+    var identityPath: String { "\(directory)/identity" }
+    /// Whether the directory exists (it is created by ``prepare()``).
+    var exists: Bool { FileManager.default.fileExists(atPath: directory) }
+    /// Held (flock) for its whole life by a bridge that is the directory's only user.
+    var ownerLockPath: String { "\(directory)/.owner" }
+
+    /// Takes the directory for this bridge alone, without waiting: false when another process
+    /// holds it. Held until the process ends (or the store is released).
+    func claimExclusively() throws -> Bool {
+        if exclusiveLock.withLock({ $0 }) != nil { return true }
+        let fd = open(ownerLockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw MapperError(.stateFile, "cannot open \(ownerLockPath): \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            return false
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        exclusiveLock.withLock { $0 = fd }
+        return true
+    }
+
+    /// The process id written by the bridge holding the directory, if any.
+    var holder: String? {
+        (try? String(contentsOfFile: ownerLockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Checks that the directory's state is this bridge's, and records this bridge's identity in
+    /// a directory that has none yet. Throws ``ForeignStateError`` when the state belongs to
+    /// another group, other topics or another HAProxy map, or is damaged.
+    /// With `record` false (for `diff`), nothing is written.
+    func checkIdentity(record: Bool = true) throws {
+        guard record || exists else { return }
+        try StateFiles.withLock(lockPath) {
+            let stored: StateIdentity?
+            do {
+                stored = try StateIdentity.read(path: identityPath)
+            } catch {
+                throw ForeignStateError(directory: directory, problems: [(error as? MapperError)?.reason ?? "\(error)"])
+            }
+            guard let stored else {
+                let present = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0 == "offsets" || $0.hasSuffix(".state") } ?? []
+                guard present.isEmpty else {
+                    throw ForeignStateError(directory: directory, problems: ["it holds \(present.sorted().joined(separator: ", ")) but no identity file"])
+                }
+                if record { try StateFiles.writeAtomically(path: identityPath, bytes: identity.file) }
+                return
+            }
+            let differences = stored.differences(from: identity)
+            guard differences.isEmpty else { throw ForeignStateError(directory: directory, problems: differences) }
+            let merged = stored.merging(identity)
+            if record && merged != stored { try StateFiles.writeAtomically(path: identityPath, bytes: merged.file) }
+        }
+    }
+
+    /// Checks the Kafka cluster the consumer reached against the one the state was built from,
+    /// recording it the first time. Throws ``ForeignStateError`` when they differ: the stored
+    /// offsets mean nothing in another cluster's logs.
+    func verifyCluster(_ reached: String?) throws {
+        try StateFiles.withLock(lockPath) {
+            guard var stored = try StateIdentity.read(path: identityPath) else { return }
+            if let difference = stored.clusterDifference(reached) {
+                throw ForeignStateError(directory: directory, problems: [difference])
+            }
+            if stored.clusterID == nil, let reached {
+                stored.clusterID = reached
+                try StateFiles.writeAtomically(path: identityPath, bytes: stored.file)
+            }
+        }
     }
 
     func statePath(_ map: Int) -> String { "\(directory)/\(maps[map].name).state" }
@@ -108,12 +193,19 @@ final class StateStore: Sendable {
 
     /// Each map's stored desired state (nil for a map never stored: HAProxy's live map is adopted),
     /// with the offsets it reflects.
+    /// A damaged file is a ``ForeignStateError``: never a smaller map.
     func load() throws -> [(contents: MapContents?, offsets: [String: Int64])] {
-        try StateFiles.withLock(lockPath) {
-            try maps.indices.map { index in
-                guard let stored = try StateFiles.readState(path: statePath(index)) else { return (nil, [:]) }
-                return (MapContents(owned: try entries(stored, index)), stored.offsets)
+        guard exists else { return maps.map { _ in (nil, [:]) } }
+        do {
+            return try StateFiles.withLock(lockPath) {
+                _ = try StateFiles.readOffsets(path: offsetsPath)
+                return try maps.indices.map { index in
+                    guard let stored = try StateFiles.readState(path: statePath(index)) else { return (nil, [:]) }
+                    return (MapContents(owned: try entries(stored, index)), stored.offsets)
+                }
             }
+        } catch let error as MapperError where error.code == .damagedState {
+            throw ForeignStateError(directory: directory, problems: [error.reason])
         }
     }
 
@@ -156,11 +248,13 @@ final class StateStore: Sendable {
                     // Shared: keep what the file holds for others, replace what this bridge owns.
                     let previous = try StateFiles.readState(path: statePath(snapshot.map)) ?? StoredMap()
                     let ownedNames = Set(owned.map(owners.name))
-                    var mine = Set<String>()
-                    for entry in snapshot.entries where owned.contains(entry.owner) { mine.insert(entry.key.string) }
-                    for (key, owner) in snapshot.tombstones where owned.contains(owner) { mine.insert(key.string) }
-                    stored.entries = previous.entries.filter { !ownedNames.contains($0.owner) && !mine.contains($0.key) }
-                    stored.tombstones = previous.tombstones.filter { !ownedNames.contains($0.owner) && !mine.contains($0.key) }
+                    // Keys byte for byte (MapKey), as HAProxy compares them: a Set<String> would
+                    // take two spellings of "café" for one key and drop one of them.
+                    var mine = Set<MapKey>()
+                    for entry in snapshot.entries where owned.contains(entry.owner) { mine.insert(entry.key) }
+                    for (key, owner) in snapshot.tombstones where owned.contains(owner) { mine.insert(key) }
+                    stored.entries = previous.entries.filter { !ownedNames.contains($0.owner) && !mine.contains(MapKey($0.key)) }
+                    stored.tombstones = previous.tombstones.filter { !ownedNames.contains($0.owner) && !mine.contains(MapKey($0.key)) }
                     stored.offsets = previous.offsets.filter { !ownedNames.contains($0.key) }
                     for entry in snapshot.entries where owned.contains(entry.owner) {
                         stored.entries.append(.init(owner: owners.name(entry.owner), key: entry.key.string, value: entry.value))

@@ -12,6 +12,18 @@ public enum AssignmentStrategy: String, Sendable, CaseIterable {
     case roundrobin
 }
 
+/// How a consumer gets its partitions.
+public enum Membership: String, Sendable, CaseIterable {
+    /// Every partition of the topics, assigned by the consumer itself: no group membership, so a
+    /// restart after a crash consumes at once instead of waiting for the group to time the dead
+    /// member out (`session.timeout.ms`, 45 s by default). The group is used only to store
+    /// committed offsets, where lag tools read them. New partitions are picked up as they appear.
+    case direct
+    /// A member of the consumer group, subscribed: the group shares the partitions among its
+    /// members and moves them on rebalances.
+    case group
+}
+
 /// What the consumer reports to its owner. Every method is called on the consumer's polling thread.
 public protocol KafkaConsumerDelegate: AnyObject, Sendable {
     /// One message; valid only during the call.
@@ -31,12 +43,17 @@ public protocol KafkaConsumerDelegate: AnyObject, Sendable {
     func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64]
     /// The outcome of an asynchronous commit.
     func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?)
+    /// The cluster the consumer reached (its id from the metadata, nil when the broker has none),
+    /// before any partition is assigned. An error stops the consumer: it is reported through
+    /// ``failed(_:)`` and nothing is consumed.
+    func verify(clusterID: String?) -> KafkaError?
     /// librdkafka reported a fatal error; the consumer has stopped.
     func failed(_ error: KafkaError)
 }
 
 extension KafkaConsumerDelegate {
     public func startingOffsets(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
+    public func verify(clusterID: String?) -> KafkaError? { nil }
 }
 
 /// librdkafka's high-level consumer, polled on a thread of its own so that nothing blocks the Swift
@@ -48,7 +65,13 @@ public final class KafkaConsumer: @unchecked Sendable {
         public var bootstrapServers: String
         public var groupID: String
         public var topics: [String]
+        /// How partitions are obtained: all of them directly (the default), or through the group.
+        public var membership: Membership = .direct
+        /// With ``Membership/group``: how the group shares partitions among its members.
         public var assignmentStrategy: AssignmentStrategy = .range
+        /// With ``Membership/direct``: how often the topics are checked for new partitions (every
+        /// second until every topic was found).
+        public var discoveryInterval: Duration = .seconds(30)
         /// Any librdkafka property (TLS, SASL, timeouts...), passed through; it can override the
         /// defaults below but never the offset-management settings the bridge relies on.
         public var properties = KafkaSettings()
@@ -124,6 +147,12 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var commitInFlight: (offsets: [TopicPartition: Int64], since: ContinuousClock.Instant)?
     /// Offsets asked for while a commit was in flight, merged (the highest per partition).
     private var pendingCommit: [TopicPartition: Int64] = [:]
+    /// Whether the cluster was checked with the delegate (before the first assignment).
+    private var clusterVerified = false
+    /// Direct membership: when the topics are next checked for partitions, and the topics not
+    /// found so far (each reported once).
+    private var nextDiscovery = ContinuousClock.now
+    private var missingTopics: Set<String> = []
 
     public init(configuration: Configuration, delegate: any KafkaConsumerDelegate, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
@@ -156,15 +185,18 @@ public final class KafkaConsumer: @unchecked Sendable {
         rd_kafka_poll_set_consumer(client.handle)
     }
 
-    /// Subscribes and starts the polling thread.
+    /// Subscribes (group membership) and starts the polling thread, which assigns every partition
+    /// itself in direct membership.
     public func start() throws(KafkaError) {
-        let topics = rd_kafka_topic_partition_list_new(Int32(configuration.topics.count))!
-        defer { rd_kafka_topic_partition_list_destroy(topics) }
-        for topic in configuration.topics {
-            rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA)
+        if configuration.membership == .group {
+            let topics = rd_kafka_topic_partition_list_new(Int32(configuration.topics.count))!
+            defer { rd_kafka_topic_partition_list_destroy(topics) }
+            for topic in configuration.topics {
+                rd_kafka_topic_partition_list_add(topics, topic, RD_KAFKA_PARTITION_UA)
+            }
+            let error = rd_kafka_subscribe(client.handle, topics)
+            guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(.operation, "subscribe to \(configuration.topics)", error) }
         }
-        let error = rd_kafka_subscribe(client.handle, topics)
-        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(.operation, "subscribe to \(configuration.topics)", error) }
         let thread = Thread { [self] in self.pollLoop() }
         thread.name = "mapbridge-kafka-poll"
         started.withLock { $0 = true }
@@ -173,7 +205,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             "consumer started",
             metadata: [
                 "kafka.brokers": "\(configuration.bootstrapServers)", "kafka.group": "\(configuration.groupID)",
-                "kafka.topics": "\(configuration.topics.joined(separator: ","))", "kafka.assignment_strategy": "\(configuration.assignmentStrategy.rawValue)",
+                "kafka.topics": "\(configuration.topics.joined(separator: ","))", "kafka.membership": "\(configuration.membership.rawValue)",
             ])
     }
 
@@ -207,18 +239,12 @@ public final class KafkaConsumer: @unchecked Sendable {
                 .query({ handle in
                     var counts: [String: Int32] = [:]
                     for topic in topics {
-                        guard let rkt = rd_kafka_topic_new(handle, topic, nil) else { continue }
-                        defer { rd_kafka_topic_destroy(rkt) }
-                        var metadata: UnsafePointer<rd_kafka_metadata>?
-                        let error = rd_kafka_metadata(handle, 0, rkt, &metadata, timeoutMilliseconds)
-                        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-                            continuation.resume(throwing: KafkaError(.operation, "metadata of \(topic)", error))
+                        switch Self.partitionCount(handle, topic, timeoutMilliseconds: timeoutMilliseconds) {
+                        case .success(let count?): counts[topic] = count
+                        case .success(nil): break
+                        case .failure(let error):
+                            continuation.resume(throwing: error)
                             return
-                        }
-                        defer { rd_kafka_metadata_destroy(metadata) }
-                        if metadata.pointee.topic_cnt > 0 {
-                            let found = metadata.pointee.topics[0]
-                            if found.err == RD_KAFKA_RESP_ERR_NO_ERROR { counts[topic] = found.partition_cnt }
                         }
                     }
                     continuation.resume(returning: counts)
@@ -320,6 +346,10 @@ public final class KafkaConsumer: @unchecked Sendable {
                 return (state.commands, state.stopping, state.fatal)
             }
             for command in commands { execute(command) }
+            if configuration.membership == .direct && !stopping && fatal == nil && ContinuousClock.now >= nextDiscovery {
+                discoverPartitions()
+                continue
+            }
             if let fatal {
                 if burst > 0 { delegate.endOfBurst() }
                 delegate.failed(fatal)
@@ -512,11 +542,80 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
+    /// Asks the delegate whether the cluster reached is the one its state belongs to, once, before
+    /// the first assignment; false (and the consumer stops) when it is not.
+    private func verifyCluster(_ handle: OpaquePointer) -> Bool {
+        if clusterVerified { return true }
+        let id = rd_kafka_clusterid(handle, 5000).map { pointer in
+            defer { rd_kafka_mem_free(handle, pointer) }
+            return String(cString: pointer)
+        }
+        if let refusal = delegate.verify(clusterID: id) {
+            logger.critical("the consumer stops", metadata: ["error": "\(refusal.reason)"])
+            shared.withLock { $0.fatal = $0.fatal ?? refusal }
+            return false
+        }
+        clusterVerified = true
+        return true
+    }
+
+    /// Direct membership: assigns every partition of the topics not assigned yet, from where the
+    /// delegate's state or the group's commit says (see ``applyStartingOffsets(_:_:)``).
+    private func discoverPartitions() {
+        var found: [TopicPartition] = []
+        var complete = true
+        for topic in configuration.topics {
+            guard case .success(let count?) = Self.partitionCount(client.handle, topic, timeoutMilliseconds: 1000) else {
+                complete = false
+                if missingTopics.insert(topic).inserted {
+                    logger.warning("topic not found (yet); checking again every second", metadata: ["kafka.topic": "\(topic)"])
+                }
+                continue
+            }
+            if missingTopics.remove(topic) != nil { logger.notice("topic found", metadata: ["kafka.topic": "\(topic)"]) }
+            found += (0..<count).map { TopicPartition(topic, $0) }
+        }
+        nextDiscovery = .now + (complete ? configuration.discoveryInterval : .seconds(1))
+        let new = found.filter { !assignment.contains($0) }
+        guard !new.isEmpty, verifyCluster(client.handle) else { return }
+        PartitionList.with(new.map { ($0, nil) }) { list in
+            applyStartingOffsets(client.handle, list)
+            if let failure = rd_kafka_incremental_assign(client.handle, list) {
+                logger.error("assigning partitions failed; trying again", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])
+                rd_kafka_error_destroy(failure)
+                nextDiscovery = .now + .seconds(1)
+                return
+            }
+            assignment.formUnion(new)
+            shared.withLock { $0.assignment = assignment }
+            logger.info("partitions assigned", metadata: ["kafka.partitions": "\(new.sorted())", "kafka.membership": "direct"])
+            delegate.assigned(new)
+            if pauseRequested { setPaused(Set(new), true) }
+        }
+    }
+
+    /// A topic's partition count from the cluster's metadata: nil when the cluster does not know
+    /// the topic, an error when it did not answer in time. (A consumer's metadata request does
+    /// not create topics: `allow.auto.create.topics` is false unless configured.)
+    static func partitionCount(_ handle: OpaquePointer, _ topic: String, timeoutMilliseconds: Int32) -> Result<Int32?, KafkaError> {
+        guard let rkt = rd_kafka_topic_new(handle, topic, nil) else { return .success(nil) }
+        defer { rd_kafka_topic_destroy(rkt) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let error = rd_kafka_metadata(handle, 0, rkt, &metadata, timeoutMilliseconds)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return .failure(KafkaError(.operation, "metadata of \(topic)", error)) }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        guard metadata.pointee.topic_cnt > 0 else { return .success(nil) }
+        let described = metadata.pointee.topics[0]
+        guard described.err == RD_KAFKA_RESP_ERR_NO_ERROR, described.partition_cnt > 0 else { return .success(nil) }
+        return .success(described.partition_cnt)
+    }
+
     private func rebalance(_ handle: OpaquePointer, _ error: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
         let list = PartitionList.read(partitions).map(\.0)
         let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            guard verifyCluster(handle) else { return }
             if let partitions { applyStartingOffsets(handle, partitions) }
             if cooperative {
                 if let failure = rd_kafka_incremental_assign(handle, partitions) {

@@ -99,26 +99,26 @@ public struct EntryRules: Sendable, Equatable {
         return nil
     }
 
-    /// Checks a change for a typed map: the rules above, then what the map's match and value types
-    /// accept. Checking before sending matters for typed values: HAProxy 2.6 answers `set map` with
-    /// an unparsable value of a `_int`/`_ip` map with success and silently keeps the old value
-    /// (measured), so such a value must never be sent.
+    /// Checks a change for a typed map: the rules above, then exactly what the map's match and
+    /// value types accept in HAProxy (``TypeSyntax``). Checking before sending matters for typed
+    /// values: HAProxy 2.4 to 3.0 answer `set map` with an unparsable value of a `_int`/`_ip` map
+    /// with silence and keep the old value, and the value would fail the map file's next load.
     public func check(key: String, value: String?, for map: MapDefinition) -> EntryDefect? {
         if let defect = value.map({ check(key: key, value: $0) }) ?? check(key: key) { return defect }
         switch map.match {
-        case .ip where !TypeSyntax.isAddressOrNetwork(key):
+        case .ip where !TypeSyntax.isAddressKey(key):
             return .wrongType(.key, expected: "an IPv4 or IPv6 address or network")
-        case .int where !TypeSyntax.isIntegerOrRange(key):
-            return .wrongType(.key, expected: "an integer or an integer range (a:b)")
+        case .int where !TypeSyntax.isIntegerKey(key):
+            return .wrongType(.key, expected: "an integer or an integer range (a:b, a-b)")
         default:
             break
         }
         guard let value else { return nil }
         switch map.valueType {
-        case .int where !TypeSyntax.isInteger(value):
+        case .int where !TypeSyntax.isIntegerValue(value):
             return .wrongType(.value, expected: "an integer")
-        case .ip where !TypeSyntax.isAddressOrNetwork(value):
-            return .wrongType(.value, expected: "an IPv4 or IPv6 address or network")
+        case .ip where !TypeSyntax.isAddressValue(value):
+            return .wrongType(.value, expected: "an IPv4 or IPv6 address (a network is not a value)")
         default:
             return nil
         }

@@ -41,9 +41,11 @@ public struct StoredMap: Sendable, Equatable {
 /// the same way: a temporary file in the same folder, fsync, rename over the old file, fsync of
 /// the folder; a crash leaves either the old file or the new one, never a mix.
 public enum StateFiles {
-    /// Reads a state file; nil when it does not exist.
+    /// Reads a state file; nil when it does not exist. A file that is not whole (empty, cut short,
+    /// changed by hand: its last line does not count and hash what comes before it) is an error,
+    /// never a smaller map.
     public static func readState(path: String) throws(MapperError) -> StoredMap? {
-        guard let text = try readFile(path) else { return nil }
+        guard let text = try readSealed(path: path, kind: "state file") else { return nil }
         var stored = StoredMap()
         for line in lines(text) {
             if line.hasPrefix("# offsets ") {
@@ -64,9 +66,10 @@ public enum StateFiles {
         return stored
     }
 
-    /// Reads an offsets file (`topic:partition offset` lines); nil when it does not exist.
+    /// Reads an offsets file (`topic:partition offset` lines); nil when it does not exist. A file
+    /// that is not whole is an error (see ``readState(path:)``).
     public static func readOffsets(path: String) throws(MapperError) -> [String: Int64]? {
-        guard let text = try readFile(path) else { return nil }
+        guard let text = try readSealed(path: path, kind: "offsets file") else { return nil }
         var offsets: [String: Int64] = [:]
         for line in lines(text) where !line.hasPrefix("#") {
             let fields = line.split(separator: " ")
@@ -80,16 +83,54 @@ public enum StateFiles {
 
     /// The bytes of an offsets file.
     public static func offsetsFile(_ offsets: [String: Int64]) -> [UInt8] {
-        var text = "# mapbridge offsets v1: per partition, the next offset to consume; every state file here reflects the events before it\n"
+        var text = "# mapbridge offsets v2: per partition, the next offset to consume; every state file here reflects the events before it\n"
         for (name, offset) in offsets.sorted(by: { $0.key < $1.key }) { text += "\(name) \(offset)\n" }
-        return Array(text.utf8)
+        return sealed(Array(text.utf8))
+    }
+
+    /// `body` followed by its seal: a last line `# end <bytes> <fnv1a64>` that says how long the
+    /// body is and what it hashes to, so that a file cut short or changed is told from a whole one.
+    public static func sealed(_ body: [UInt8]) -> [UInt8] {
+        body + Array("# end \(body.count) \(hexHash(body))\n".utf8)
+    }
+
+    /// The body of a sealed file (see ``sealed(_:)``); nil when the file does not exist.
+    public static func readSealed(path: String, kind: String) throws(MapperError) -> String? {
+        guard let bytes = try readBytes(path) else { return nil }
+        return try verifiedBody(bytes, path: path, kind: kind)
+    }
+
+    /// The body of a sealed file, or an error naming the file when its seal is missing or wrong.
+    static func verifiedBody(_ bytes: [UInt8], path: String, kind: String) throws(MapperError) -> String {
+        let damaged = { (why: String) in
+            MapperError(
+                .damagedState,
+                "\(path): damaged \(kind) (\(why)); it is not used. Move the state directory away to start from HAProxy's live maps and the group's committed offsets")
+        }
+        guard bytes.last == 0x0A else { throw damaged(bytes.isEmpty ? "empty" : "its last line is cut short") }
+        let lastLineStart = bytes.dropLast().lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
+        let trailer = String(decoding: bytes[lastLineStart..<(bytes.count - 1)], as: UTF8.self).split(separator: " ")
+        guard trailer.count == 4, trailer[0] == "#", trailer[1] == "end", let length = Int(trailer[2]) else { throw damaged("no end line") }
+        let body = Array(bytes[..<lastLineStart])
+        guard length == body.count, trailer[3] == hexHash(body) else { throw damaged("its contents do not match its end line") }
+        return String(decoding: body, as: UTF8.self)
+    }
+
+    /// 64-bit FNV-1a of the bytes, in hexadecimal.
+    static func hexHash(_ bytes: [UInt8]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
     }
 
     /// The bytes of a state file.
     public static func stateFile(_ stored: StoredMap, title: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(stored.entries.count * 48 + 256)
-        out += Array("# mapbridge state v1: \(title)\n".utf8)
+        out += Array("# mapbridge state v2: \(title)\n".utf8)
         out += Array("# offsets \(stored.offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n".utf8)
         for entry in stored.entries {
             out += entry.owner.utf8
@@ -105,7 +146,7 @@ public enum StateFiles {
             out += tombstone.key.utf8
             out.append(0x0A)
         }
-        return out
+        return sealed(out)
     }
 
     /// The bytes of a HAProxy map file holding these entries, in order. A key starting with `#`
@@ -145,35 +186,50 @@ public enum StateFiles {
         return entries
     }
 
-    /// Replaces `path` with `bytes` atomically and durably (see the type's documentation). A new
-    /// file gets the old one's permissions, or 0644.
+    /// Replaces `path` with `bytes` atomically and durably (see the type's documentation).
+    ///
+    /// The temporary file is created exclusively (`O_CREAT | O_EXCL | O_NOFOLLOW`) under a name
+    /// nobody can predict, in the target's folder: a file or symlink planted there (maps folders
+    /// are often group-writable) is never written through. The replacement keeps the existing
+    /// file's mode and, where the process may set them, its owner and group (HAProxy may run as
+    /// another user and must still read it); a new file gets the process's umask, as `open` gives.
     public static func writeAtomically(path: String, bytes: [UInt8]) throws(MapperError) {
         let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
-        let temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).mapbridge-tmp"
-        var mode: mode_t = 0o644
         var existing = stat()
-        if stat(path, &existing) == 0 { mode = existing.st_mode & 0o7777 }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw failure("cannot create \(temporary)") }
+        let replacing = lstat(path, &existing) == 0 && (existing.st_mode & S_IFMT) == S_IFREG
+        var fd: Int32 = -1
+        var temporary = ""
+        for _ in 0..<16 {
+            temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).\(UInt64.random(in: 0...UInt64.max).hexPadded).mapbridge-tmp"
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, replacing ? 0o600 : 0o666)
+            if fd >= 0 || errno != EEXIST { break }
+        }
+        guard fd >= 0 else { throw failure("cannot create a temporary file beside \(path)") }
+        func abandon(_ what: String) -> MapperError {
+            let error = failure(what)
+            close(fd)
+            unlink(temporary)
+            return error
+        }
         var written = 0
         while written < bytes.count {
             let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                let error = failure("cannot write \(temporary)")
-                close(fd)
-                unlink(temporary)
-                throw error
+                throw abandon("cannot write \(temporary)")
             }
             written += n
         }
-        if fchmod(fd, mode) != 0 || fsync(fd) != 0 {
-            let error = failure("cannot sync \(temporary)")
-            close(fd)
-            unlink(temporary)
-            throw error
+        if replacing {
+            // Owner first: changing it may clear set-id bits, which the mode then restores. Not
+            // being allowed to give the file away (not root) keeps this process as its owner.
+            if existing.st_uid != geteuid() || existing.st_gid != getegid() {
+                if fchown(fd, existing.st_uid, existing.st_gid) != 0 && errno != EPERM { throw abandon("cannot set the owner of \(temporary)") }
+            }
+            if fchmod(fd, existing.st_mode & 0o7777) != 0 { throw abandon("cannot set the mode of \(temporary)") }
         }
+        if fsync(fd) != 0 { throw abandon("cannot sync \(temporary)") }
         close(fd)
         guard rename(temporary, path) == 0 else {
             let error = failure("cannot rename \(temporary) to \(path)")
@@ -214,6 +270,10 @@ public enum StateFiles {
     }
 
     static func readFile(_ path: String) throws(MapperError) -> String? {
+        try readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    static func readBytes(_ path: String) throws(MapperError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }
@@ -231,10 +291,18 @@ public enum StateFiles {
             if n == 0 { break }
             bytes.append(contentsOf: chunk[..<n])
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 
     static func failure(_ what: String) -> MapperError {
         MapperError(.stateFile, "\(what): \(String(cString: strerror(errno)))")
+    }
+}
+
+extension UInt64 {
+    /// 16 hexadecimal digits.
+    var hexPadded: String {
+        let digits = String(self, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }

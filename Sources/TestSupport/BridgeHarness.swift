@@ -49,7 +49,6 @@ public final class BridgeHarness: @unchecked Sendable {
     ) -> BridgeConfiguration {
         var configuration = BridgeConfiguration(groupID: group)
         configuration.kafka.brokers = cluster.bootstrapServers
-        configuration.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
         configuration.haproxy.socket = socket
         configuration.haproxy.checkIntervalMilliseconds = 500
         configuration.haproxy.reconnectInitialMilliseconds = 20

@@ -30,8 +30,11 @@ public final class HAProxyProcess: @unchecked Sendable {
     private var process: Process?
     private var logFile: FileHandle?
 
+    /// The HAProxy the tests run: `MAPBRIDGE_TEST_HAPROXY` (a path to any build, for testing
+    /// another version), else Debian's.
     public static let executable =
-        ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"].first {
+        ProcessInfo.processInfo.environment["MAPBRIDGE_TEST_HAPROXY"].flatMap { $0.isEmpty ? nil : $0 }
+        ?? ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"].first {
             FileManager.default.isExecutableFile(atPath: $0)
         } ?? "haproxy"
 

@@ -41,8 +41,6 @@ public final class TopicReader: @unchecked Sendable {
 
     public init(bootstrapServers: String, topic: String, logger: Logger = testLogger("test.reader")) throws {
         var configuration = KafkaConsumer.Configuration(bootstrapServers: bootstrapServers, groupID: "reader-\(UUID().uuidString)", topics: [topic])
-        configuration.properties["session.timeout.ms"] = "6000"
-        configuration.properties["heartbeat.interval.ms"] = "500"
         consumer = try KafkaConsumer(configuration: configuration, delegate: recorder, logger: logger)
         try consumer.start()
     }

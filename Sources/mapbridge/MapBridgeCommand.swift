@@ -87,6 +87,10 @@ struct Run: AsyncParsableCommand {
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
+        } catch let error as ForeignStateError {
+            // Like a configuration error: restarting will not help, a person must decide.
+            logger.critical("mapbridge refuses to start", metadata: ["error": "\(error)"])
+            throw ExitCode(2)
         } catch {
             logger.critical("mapbridge stopped on an error", metadata: ["error": "\(error)"])
             throw ExitCode(1)

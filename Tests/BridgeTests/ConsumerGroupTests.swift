@@ -20,15 +20,20 @@ struct ConsumerGroupTests {
     func rebalanceStopsCommits() async throws {
         try await withHAProxy([TestMap("hosts")]) { haproxy in
             try await withBridgeHarness(topics: [("changes", 4)]) { harness in
-                harness.start(
-                    harness.configuration(
-                        socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)]))
+                // The test is about group membership (`kafka.membership: group`); a short session
+                // timeout keeps its rebalances quick.
+                var bridge = harness.configuration(
+                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
+                bridge.kafka.membership = .group
+                bridge.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
+                harness.start(bridge)
                 for n in 0..<400 { try harness.produce(topic: "changes", key: "k\(n)", value: EndToEndTests.jsonEvent("hosts", "k\(n)", "v1")) }
                 try harness.flush()
                 try await waitUntil("the first round committed", timeout: 60) { harness.committedEverything() }
 
-                // A second member joins: the cooperative rebalance moves half the partitions to it.
+                // A second member joins: the rebalance moves half the partitions to it.
                 var configuration = KafkaConsumer.Configuration(bootstrapServers: harness.cluster.bootstrapServers, groupID: "test-group", topics: ["changes"])
+                configuration.membership = .group
                 configuration.properties["session.timeout.ms"] = "6000"
                 let other = try KafkaConsumer(configuration: configuration, delegate: Idle(), logger: harness.logger)
                 try other.start()

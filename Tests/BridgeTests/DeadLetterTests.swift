@@ -136,7 +136,7 @@ struct DeadLetterTests {
                     harness.status.deadLettered == 20 && harness.committedEverything()
                 }
                 try await harness.stop()
-                let stored = try StateFiles.readOffsets(path: "\(harness.stateDirectory.path)/offsets")
+                let stored = try StateFiles.readOffsets(path: "\(configuration.groupStateDirectory)/offsets")
                 #expect(stored?["changes:0"] == 20, "the offsets file records what was handled: \(String(describing: stored))")
 
                 harness.start(configuration)

@@ -159,7 +159,7 @@ struct EndToEndTests {
                     try await waitUntil("round \(value) applied and committed", timeout: 60) { harness.committedEverything() }
                     try await harness.stop()
                 }
-                let state = harness.stateDirectory.path
+                let state = configuration.groupStateDirectory
                 let files = ["hosts.state", "offsets"]
                 try await round("v1")
                 let early = try files.map { try Data(contentsOf: URL(fileURLWithPath: "\(state)/\($0)")) }
@@ -200,7 +200,6 @@ struct EndToEndTests {
                         "MAPBRIDGE_MAPS_HOSTS_PATH": "\(mapsDirectory)/hosts.map", "MAPBRIDGE_MAPS_BLOCKLIST_PATH": "\(mapsDirectory)/blocklist.map",
                         "MAPBRIDGE_COMMIT_INTERVAL_MS": "100", "MAPBRIDGE_STATE_DIRECTORY": harness.stateDirectory.path,
                     ])
-                configuration.kafka.properties = ["session.timeout.ms": "6000", "heartbeat.interval.ms": "500"]
                 harness.start(configuration)
 
                 #expect(try httpGet(port: port, headers: ["Host": "www.example.com"]).body == "be_web answered for www.example.com\n")

@@ -27,22 +27,28 @@ struct ReliabilityTests {
         func produce(_ count: Int) throws {
             for _ in 0..<count {
                 let (key, value, json) = lock.withLock {
-                    produced += 1
                     let key = "k\(Int.random(in: 0..<keys, using: &generator)).example.com"
                     let value = Int.random(in: 0..<5, using: &generator) == 0 ? nil : "be_\(Int.random(in: 0..<1000, using: &generator))"
                     return (key, value, Bool.random(using: &generator))
                 }
-                let topic = json ? "changes" : "routes"
-                let map = json ? "hosts" : "routes"
-                let payload = json ? Array(EndToEndTests.jsonEvent("hosts", key, value).utf8) : value.map { Array($0.utf8) }
-                let log = self.log
-                try producer.produce(topic: topic, key: Array(key.utf8), value: payload) { result in
-                    switch result {
-                    case .success(let delivered):
-                        log.record(.init(topic: topic, partition: delivered.partition, offset: delivered.offset, map: map, key: key, value: value))
-                    case .failure:
-                        log.recordFailure()
-                    }
+                try produce(key: key, value: value, json: json)
+            }
+        }
+
+        /// Queues one change of `key` (a delete when `value` is nil), to "changes" as json or to
+        /// "routes" as kv.
+        func produce(key: String, value: String?, json: Bool) throws {
+            lock.withLock { produced += 1 }
+            let topic = json ? "changes" : "routes"
+            let map = json ? "hosts" : "routes"
+            let payload = json ? Array(EndToEndTests.jsonEvent("hosts", key, value).utf8) : value.map { Array($0.utf8) }
+            let log = self.log
+            try producer.produce(topic: topic, key: Array(key.utf8), value: payload) { result in
+                switch result {
+                case .success(let delivered):
+                    log.record(.init(topic: topic, partition: delivered.partition, offset: delivered.offset, map: map, key: key, value: value))
+                case .failure:
+                    log.recordFailure()
                 }
             }
         }
@@ -102,14 +108,19 @@ struct ReliabilityTests {
             return bridge
         }
 
-        func yaml(group: String = "reliability", extra: String = "", backlog: String = "", strategy: String? = nil) -> String {
-            """
+        /// The bridge's configuration: the product's Kafka defaults (direct membership, librdkafka's
+        /// own timeouts). `strategy` makes it a group member with that assignment strategy, for
+        /// the tests about bridges sharing a group: those set a 6 s session timeout, because they
+        /// are about handovers, which a dead member's 45 s default would only slow down.
+        func yaml(group: String = "reliability", extra: String = "", backlog: String = "", strategy: String? = nil, kafkaProperties: [String] = []) -> String {
+            var properties = kafkaProperties
+            if strategy != nil { properties += ["session.timeout.ms: \"6000\"", "heartbeat.interval.ms: \"500\""] }
+            if let debug = ProcessInfo.processInfo.environment["RDKAFKA_DEBUG"] { properties.append("debug: \"\(debug)\"") }
+            return """
             kafka:
               brokers: "\(cluster.bootstrapServers)"
-              group_id: \(group)\(strategy.map { "\n  assignment_strategy: \($0)" } ?? "")
-              properties:
-                session.timeout.ms: "6000"
-                heartbeat.interval.ms: "500"\(ProcessInfo.processInfo.environment["RDKAFKA_DEBUG"].map { "\n    debug: \"\($0)\"" } ?? "")
+              group_id: \(group)\(strategy.map { "\n  membership: group\n  assignment_strategy: \($0)" } ?? "")
+              properties: {\(properties.joined(separator: ", "))}
             haproxy:
               socket: "\(haproxy.endpoint)"
               timeout_ms: 2000
@@ -284,6 +295,43 @@ struct ReliabilityTests {
         }
     }
 
+    @Test("crash loop with the product's defaults: 10 kill -9 in quick succession, then a restart applies new changes within seconds")
+    func crashLoop() async throws {
+        try await withWorld { world in
+            let bridge = try world.bridge(world.yaml())
+            try bridge.start()
+            let stream = world.workload.start()
+            try await waitForProgress(world)
+            // A crash loop: each start is killed before or just after it reaches the broker.
+            for round in 0..<10 {
+                bridge.kill9()
+                try bridge.start()
+                let alive = ContinuousClock.now + .milliseconds(100 * (round % 5))
+                try await waitUntil("the bridge to run a moment", timeout: 5) { ContinuousClock.now >= alive }
+            }
+            bridge.kill9()
+            try await stream.stop()
+            // The loop stops: a change produced now must reach HAProxy soon after the next start.
+            let marker = "crash-loop-marker.example.com"
+            try world.workload.produce(key: marker, value: "be_marker", json: true)
+            try world.workload.producer.flush()
+            let started = ContinuousClock.now
+            try bridge.start()
+            // The promise is 5 s; the bound allows twice that for a loaded 2-core CI machine. A group
+            // member would wait for the dead members' session timeout (45 s by default) first.
+            try await waitUntil("the restarted bridge to apply a new change", timeout: 10) {
+                (try? world.live("hosts").entries[marker]) == "be_marker"
+            }
+            let recovery = ContinuousClock.now - started
+            try await waitUntil("the maps to converge", timeout: 60) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
+            #expect(try await bridge.terminate() == 0)
+            print(
+                "reliability: crash-loop test: \(world.workload.log.count) events, 11 kill -9 in quick succession, a new change applied \(recovery.formatted(.units(allowed: [.milliseconds]))) after the next start, lost changes: 0"
+            )
+        }
+    }
+
     /// Waits until the bridge has committed beyond what it had.
     func waitForProgress(_ world: World, group: String = "reliability", timeout: Double = 90) async throws {
         let before = try await world.committedEventually(group: group)
@@ -383,8 +431,9 @@ struct ReliabilityTests {
     func frozenHAProxy() async throws {
         try await withWorld(keys: 2000) { world in
             let backlog = "backlog: { max_events: 20000, max_bytes: 4194304 }"
-            let yaml = world.yaml(backlog: backlog).replacingOccurrences(
-                of: "heartbeat.interval.ms: \"500\"", with: "heartbeat.interval.ms: \"500\"\n    queued.max.messages.kbytes: \"4096\"")
+            // A smaller prefetch than the default, so that the memory bound below is tight: the test
+            // is about the bound holding, whatever its size.
+            let yaml = world.yaml(backlog: backlog, kafkaProperties: ["queued.max.messages.kbytes: \"4096\""])
             let bridge = try world.bridge(yaml)
             try bridge.start()
             try await world.workload.stream(total: 10_000, slice: 1000, pause: .milliseconds(10))

@@ -59,11 +59,11 @@ struct StateStoreTests {
         try a.store(
             [MapSnapshot(map: 0, entries: [.init(key: MapKey("a1"), value: "1b", owner: p0a)], tombstones: [:])], offsets: [TopicPartition("changes", 0): 6],
             owned: [p0a])
-        let stored = try #require(try StateFiles.readState(path: directory.file("state/hosts.state")))
+        let stored = try #require(try StateFiles.readState(path: directory.file("state/g/hosts.state")))
         #expect(Set(stored.entries.map { "\($0.owner) \($0.key)=\($0.value)" }) == ["changes:0 a1=1b", "changes:1 b1=2"])
         #expect(stored.offsets == ["changes:0": 6, "changes:1": 9])
         // The offsets file, written after the state files, merges both bridges' partitions.
-        #expect(try StateFiles.readOffsets(path: directory.file("state/offsets")) == ["changes:0": 6, "changes:1": 9])
+        #expect(try StateFiles.readOffsets(path: directory.file("state/g/offsets")) == ["changes:0": 6, "changes:1": 9])
         #expect(try a.storedOffsets([TopicPartition("changes", 1), TopicPartition("changes", 2)]) == [TopicPartition("changes", 1): 9])
         let mapFile = try #require(try StateFiles.readMapFile(path: directory.file("hosts.map")))
         #expect(Set(mapFile.map { "\($0.key)=\($0.value)" }) == ["a1=1b", "b1=2"])
@@ -71,5 +71,90 @@ struct StateStoreTests {
         let reloaded = try #require(try a.reload(except: [p0a])[0])
         #expect(reloaded.entries.map(\.key.string) == ["b1"])
         #expect(reloaded.tombstones[MapKey("seed")] != nil)
+    }
+
+    @Test("state knows whose it is: another group, other topics or another HAProxy map is refused, naming the directory and the difference")
+    func identity() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var mine = configuration(directory)
+        mine.topics = [.init(name: "changes", format: .json)]
+        let store = StateStore(configuration: mine, owners: OwnerTable(), logger: testLogger("test"))
+        try store.prepare()
+        try store.checkIdentity()
+        try store.store(
+            [MapSnapshot(map: 0, entries: [.init(key: MapKey("a"), value: "1", owner: MapContents.unowned)], tombstones: [:])],
+            offsets: [TopicPartition("changes", 0): 1], owned: nil)
+        try store.verifyCluster("cluster-A")
+        // The same configuration again: accepted.
+        try StateStore(configuration: mine, owners: OwnerTable(), logger: testLogger("test")).checkIdentity()
+
+        func refusal(_ change: (inout BridgeConfiguration) -> Void) -> ForeignStateError? {
+            var other = mine
+            change(&other)
+            let store = StateStore(configuration: other, owners: OwnerTable(), logger: testLogger("test"))
+            do {
+                try store.prepare()
+                try store.checkIdentity()
+                return nil
+            } catch {
+                return error as? ForeignStateError
+            }
+        }
+        let otherMap = try #require(refusal { $0.maps[0].path = directory.file("other-hosts.map") })
+        #expect(otherMap.description.contains(directory.file("state/g")) && otherMap.description.contains(directory.file("other-hosts.map")))
+        let otherTopics = try #require(refusal { $0.topics.append(.init(name: "more", format: .json)) })
+        #expect(otherTopics.description.contains("topics changes"))
+        // Another group lives in a folder of its own: nothing to refuse, and nothing shared.
+        #expect(refusal { $0.kafka.groupID = "edge-2" } == nil)
+        #expect(FileManager.default.fileExists(atPath: directory.file("state/edge-2/identity")))
+        #expect(!FileManager.default.fileExists(atPath: directory.file("state/edge-2/hosts.state")))
+        // A map added to the configuration is no difference (it has no state yet).
+        #expect(refusal { $0.maps.append(.init(name: "blocklist", path: directory.file("blocklist.map"))) } == nil)
+        // Another cluster.
+        #expect(throws: ForeignStateError.self) { try store.verifyCluster("cluster-B") }
+        try store.verifyCluster("cluster-A")
+    }
+
+    @Test("a damaged state directory is refused: state without an identity, a garbled identity, a state file cut short")
+    func damaged() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = StateStore(configuration: configuration(directory), owners: OwnerTable(), logger: testLogger("test"))
+        try store.prepare()
+        try store.checkIdentity()
+        try store.store(
+            [MapSnapshot(map: 0, entries: (0..<100).map { .init(key: MapKey("k\($0)"), value: "v", owner: MapContents.unowned) }, tombstones: [:])],
+            offsets: [:], owned: nil)
+        let statePath = directory.file("state/g/hosts.state")
+        let whole = try Data(contentsOf: URL(fileURLWithPath: statePath))
+        try whole.prefix(whole.count / 2).write(to: URL(fileURLWithPath: statePath))
+        #expect(throws: ForeignStateError.self) { try store.load() }
+        try Data().write(to: URL(fileURLWithPath: statePath))
+        #expect(throws: ForeignStateError.self) { try store.load() }
+        try whole.write(to: URL(fileURLWithPath: statePath))
+        #expect(try store.load()[0].contents?.count == 100)
+        try "garbage\n".write(toFile: directory.file("state/g/identity"), atomically: true, encoding: .utf8)
+        #expect(throws: ForeignStateError.self) { try store.checkIdentity() }
+        try FileManager.default.removeItem(atPath: directory.file("state/g/identity"))
+        #expect(throws: ForeignStateError.self) { try store.checkIdentity() }
+    }
+
+    @Test("keys are merged byte for byte: two spellings of café are two keys")
+    func unicodeSpellings() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let owners = OwnerTable()
+        let store = StateStore(configuration: configuration(directory), owners: owners, logger: testLogger("test"))
+        try store.prepare()
+        let (p0, p1) = (owners.id(TopicPartition("changes", 0)), owners.id(TopicPartition("changes", 1)))
+        let (nfc, nfd) = ("caf\u{E9}", "cafe\u{301}")
+        #expect(nfc == nfd, "Swift's String equality takes them for one")
+        try store.store(
+            [MapSnapshot(map: 0, entries: [.init(key: MapKey(nfc), value: "composed", owner: p0)], tombstones: [:])], offsets: [:], owned: [p0])
+        try store.store(
+            [MapSnapshot(map: 0, entries: [.init(key: MapKey(nfd), value: "decomposed", owner: p1)], tombstones: [:])], offsets: [:], owned: [p1])
+        let stored = try #require(try StateFiles.readState(path: directory.file("state/g/hosts.state")))
+        #expect(Set(stored.entries.map { Array($0.key.utf8) }) == [Array(nfc.utf8), Array(nfd.utf8)])
     }
 }

@@ -45,12 +45,17 @@ struct KafkaClientTests {
     static let logger = testLogger("test.kafka")
 
     func consumer(
-        _ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy = .range
+        _ cluster: EmbeddedKafkaCluster, group: String, topics: [String], delegate: RecordingDelegate, strategy: AssignmentStrategy? = nil
     ) throws -> KafkaConsumer {
         var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: group, topics: topics)
-        configuration.assignmentStrategy = strategy
-        configuration.properties["session.timeout.ms"] = "6000"
-        configuration.properties["heartbeat.interval.ms"] = "500"
+        if let strategy {
+            // The tests of group membership: a short session timeout, because they are about
+            // rebalances, which the 45 s default would only slow down.
+            configuration.membership = .group
+            configuration.assignmentStrategy = strategy
+            configuration.properties["session.timeout.ms"] = "6000"
+            configuration.properties["heartbeat.interval.ms"] = "500"
+        }
         return try KafkaConsumer(configuration: configuration, delegate: delegate, logger: Self.logger)
     }
 
@@ -190,6 +195,10 @@ struct BrokerOutageTests {
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: KafkaClientTests.logger)
         let delegate = RecordingDelegate()
         var configuration = KafkaConsumer.Configuration(bootstrapServers: cluster.bootstrapServers, groupID: "outage", topics: ["events"])
+        // Group membership, both strategies: the test is about a group rejoining after an outage
+        // (direct membership is covered by the bridge's own broker-fault test); a short session
+        // timeout, which the test is not about, keeps it quick.
+        configuration.membership = .group
         configuration.assignmentStrategy = strategy
         configuration.properties["session.timeout.ms"] = "6000"
         configuration.properties["heartbeat.interval.ms"] = "500"

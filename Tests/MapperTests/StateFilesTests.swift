@@ -27,6 +27,79 @@ struct StateFilesTests {
         #expect(try StateFiles.readState(path: directory.file("absent.state")) == nil)
     }
 
+    @Test("a state or offsets file that is not whole (empty, cut short, changed) is an error, never a smaller map")
+    func damagedFiles() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var stored = StoredMap()
+        stored.entries = (0..<50).map { StoredMap.Entry(owner: "changes:0", key: "k\($0)", value: "v\($0)") }
+        stored.offsets = ["changes:0": 50]
+        let whole = StateFiles.stateFile(stored, title: "map hosts")
+        let path = directory.file("hosts.state")
+        let newline = whole.firstIndex(of: 0x0A)!
+        let damaged: [(String, [UInt8])] = [
+            ("empty", []),
+            ("cut at a line end", Array(whole[...whole[..<(whole.count / 2)].lastIndex(of: 0x0A)!])),
+            ("cut mid-line", Array(whole[..<(whole.count / 2)])),
+            ("a value changed", Array(whole[...newline]) + Array(String(decoding: whole[(newline + 1)...], as: UTF8.self).replacingOccurrences(of: "v7\n", with: "v8\n").utf8)),
+            ("a line dropped", Array(String(decoding: whole, as: UTF8.self).replacingOccurrences(of: "changes:0\tk7\tv7\n", with: "").utf8)),
+        ]
+        for (what, bytes) in damaged {
+            try StateFiles.writeAtomically(path: path, bytes: bytes)
+            #expect(throws: MapperError.self, "\(what)") { try StateFiles.readState(path: path) }
+            #expect((try? StateFiles.readState(path: path)) == nil, "\(what)")
+        }
+        try StateFiles.writeAtomically(path: path, bytes: whole)
+        #expect(try StateFiles.readState(path: path) == stored)
+        let offsets = StateFiles.offsetsFile(["changes:0": 50])
+        try StateFiles.writeAtomically(path: directory.file("offsets"), bytes: Array(offsets.dropLast(3)))
+        #expect(throws: MapperError.self) { try StateFiles.readOffsets(path: directory.file("offsets")) }
+    }
+
+    @Test("a symlink planted in the maps folder is never written through, whatever its name")
+    func plantedSymlink() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let victim = directory.file("victim")
+        try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        let path = directory.file("hosts.map")
+        try "a 1\n".write(toFile: path, atomically: false, encoding: .utf8)
+        // Links at the old fixed temporary name and at names like it: none may be followed.
+        for name in [".hosts.map.mapbridge-tmp", ".hosts.map.0000000000000000.mapbridge-tmp"] {
+            #expect(symlink(victim, directory.file(name)) == 0)
+        }
+        try StateFiles.writeAtomically(path: path, bytes: Array("b 2\n".utf8))
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious\n")
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "b 2\n")
+        var info = stat()
+        #expect(lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG, "the map file is a regular file, not the link")
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".mapbridge-tmp") }
+        #expect(left.sorted() == [".hosts.map.0000000000000000.mapbridge-tmp", ".hosts.map.mapbridge-tmp"], "only the planted links remain")
+    }
+
+    @Test("a replaced file keeps its owner, group and mode; a new file follows the umask")
+    func ownerAndMode() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("hosts.map")
+        try StateFiles.writeAtomically(path: path, bytes: Array("a 1\n".utf8))
+        var info = stat()
+        let mask = umask(0o022)
+        umask(mask)
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o666 & ~mask, "a new file gets 0666 less the umask")
+        chmod(path, 0o640)
+        // HAProxy's user owns the file (here: an arbitrary other user and group, when root may give it away).
+        let other: (uid_t, gid_t) = (4242, 4343)
+        let givenAway = geteuid() == 0 && chown(path, other.0, other.1) == 0
+        try StateFiles.writeAtomically(path: path, bytes: Array("b 2\n".utf8))
+        #expect(stat(path, &info) == 0)
+        #expect(info.st_mode & 0o7777 == 0o640)
+        if givenAway {
+            #expect(info.st_uid == other.0 && info.st_gid == other.1, "owner and group kept")
+        }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "b 2\n")
+    }
+
     @Test("a map file reads back as HAProxy reads it, '#' keys included")
     func mapFileRoundTrip() throws {
         let directory = try TemporaryDirectory()
