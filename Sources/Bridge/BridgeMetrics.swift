@@ -9,6 +9,8 @@ final class BridgeMetrics: Sendable {
     let consumed = Counter(label: "mapbridge_events_consumed_total")
     let deadLettered = Counter(label: "mapbridge_events_dead_lettered_total")
     let deadLetterErrors = Counter(label: "mapbridge_dead_letter_errors_total")
+    /// Letters given up on under `dead_letter.on_failure: skip`.
+    let deadLettersDropped = Counter(label: "mapbridge_dead_letters_dropped_total")
     let changesApplied = Counter(label: "mapbridge_changes_applied_total")
     let entriesWritten = Counter(label: "mapbridge_haproxy_entries_written_total")
     let commands = Counter(label: "mapbridge_haproxy_commands_total")

@@ -117,7 +117,7 @@ extension BridgeConfiguration {
             "haproxy.socket", "haproxy.bufsize", "haproxy.timeout_ms", "haproxy.connect_timeout_ms", "haproxy.max_in_flight",
             "haproxy.cli_timeout_s", "haproxy.check_interval_ms", "haproxy.reconnect.initial_ms", "haproxy.reconnect.max_ms",
             "batch.max_events", "batch.max_wait_ms", "backlog.max_events", "backlog.max_bytes", "commit.interval_ms",
-            "dead_letter.topic", "shutdown.timeout_ms", "log.level", "state.directory", "http.listen",
+            "dead_letter.topic", "dead_letter.on_failure", "dead_letter.retry_timeout_ms", "shutdown.timeout_ms", "log.level", "state.directory", "http.listen",
         ]
         for path in scalars {
             table["MAPBRIDGE_" + path.uppercased().replacingOccurrences(of: ".", with: "_")] = path.split(separator: ".").map(String.init)
@@ -387,8 +387,11 @@ struct ConfigDecoder {
         }
         let commit = section(top["commit"], "commit", allowed: ["interval_ms"])
         configuration.commitIntervalMilliseconds = int(commit["interval_ms"], "commit.interval_ms", default: 1000, range: 10...3_600_000)
-        let deadLetter = section(top["dead_letter"], "dead_letter", allowed: ["topic"])
+        let deadLetter = section(top["dead_letter"], "dead_letter", allowed: ["topic", "on_failure", "retry_timeout_ms"])
         configuration.deadLetterTopic = string(deadLetter["topic"], "dead_letter.topic")
+        configuration.deadLetterFailure = choice(deadLetter["on_failure"], "dead_letter.on_failure", default: configuration.deadLetterFailure)
+        configuration.deadLetterRetryTimeoutMilliseconds = int(
+            deadLetter["retry_timeout_ms"], "dead_letter.retry_timeout_ms", default: configuration.deadLetterRetryTimeoutMilliseconds, range: 0...86_400_000)
         if let topic = configuration.deadLetterTopic, configuration.topics.contains(where: { $0.name == topic }) {
             problem("dead_letter.topic", deadLetter["topic"], "must not be a topic the bridge consumes")
         }

@@ -106,6 +106,21 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var commitIntervalMilliseconds = 1000
     /// Where invalid events go (original key, value and headers plus reason headers); none: logged and skipped.
     public var deadLetterTopic: String?
+    /// What happens to a dead letter the broker will not take (refused for good, or still failing
+    /// after `dead_letter.retry_timeout_ms`), like Kafka Connect's `errors.tolerance`.
+    public enum DeadLetterFailure: String, Sendable, Equatable, CaseIterable {
+        /// Stop the bridge with an error naming the letter (exit status 1): nothing is lost, and
+        /// the letter's source offset stays uncommitted until an operator fixes the topic.
+        case stop
+        /// Log it, count it (`mapbridge_dead_letters_dropped_total`) and commit past it.
+        case skip
+    }
+    /// Default `stop`.
+    public var deadLetterFailure = DeadLetterFailure.stop
+    /// How long a letter the broker refuses with a retriable error is sent again (with backoff)
+    /// before `on_failure` applies. A letter refused for good (too large, not authorised) does not
+    /// wait. Default 60000.
+    public var deadLetterRetryTimeoutMilliseconds = 60000
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`http.listen`, default
     /// 127.0.0.1:9464); nil: not served.
     public var httpListen: Listen?

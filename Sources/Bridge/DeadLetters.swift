@@ -13,6 +13,10 @@ struct DeadLetter: Sendable {
     /// For logs and metrics.
     var reason: String
     var source: String
+    /// When the broker first refused it, and how often it was sent: retries back off, and stop
+    /// after `dead_letter.retry_timeout_ms`.
+    var firstFailure: ContinuousClock.Instant?
+    var attempts = 0
 
     /// Header names, all under `mapbridge.`.
     enum Header {
@@ -77,10 +81,14 @@ final class DeadLetterQueue: Sendable {
     /// Letters sent and not yet acknowledged or failed.
     var pending: Int { inFlight.load(ordering: .relaxed) }
 
+    /// Queues a letter; never blocks (a full producer queue is a retriable failure, reported
+    /// like the broker's).
     func send(_ letter: DeadLetter) {
+        var letter = letter
+        letter.attempts += 1
         inFlight.add(1, ordering: .relaxed)
         do {
-            try producer.produce(topic: topic, key: letter.key, value: letter.value, headers: letter.headers) { [self] result in
+            try producer.produce(topic: topic, key: letter.key, value: letter.value, headers: letter.headers, waitWhenFull: false) { [self, letter] result in
                 switch result {
                 case .success: report(letter, nil)
                 case .failure(let failure): report(letter, failure)
@@ -107,13 +115,7 @@ final class DeadLetterQueue: Sendable {
     /// Waits (off the Swift pool, at most `milliseconds`) until every letter sent is acknowledged or failed.
     func flush(milliseconds: Int) async {
         guard pending > 0 else { return }
-        let producer = self.producer
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                try? producer.flush(timeoutMilliseconds: Int32(milliseconds))
-                continuation.resume()
-            }
-        }
+        await producer.flushOffPool(timeoutMilliseconds: Int32(milliseconds))
     }
 
     func close() async {

@@ -24,6 +24,10 @@ final class Pipeline {
     let deadLetters: DeadLetterQueue?
     var logger: Logger
     private var tracker = OffsetTracker()
+    /// An error that must stop the bridge, found where it could not be thrown.
+    private var pendingFailure: (any Error)?
+    /// Dead letters the broker refused, waiting for their next attempt.
+    private var deadLetterRetries: [(DeadLetter, ContinuousClock.Instant)] = []
     /// The partitions this bridge owns now.
     private var ownedPartitions: Set<TopicPartition> = []
     /// Partitions per subscribed topic, from the cluster's metadata.
@@ -124,7 +128,8 @@ final class Pipeline {
                 break
             }
             resumeIfDrained()
-            collectDeadLetters()
+            try collectDeadLetters()
+            if let pendingFailure { throw pendingFailure }
             let now = ContinuousClock.now
             if now >= lastCommit + commitInterval { await commit() }
             if now >= lastCheck + checkInterval {
@@ -141,7 +146,7 @@ final class Pipeline {
         if let deadLetters {
             // Dead letters acknowledged now still count for the last commit.
             await deadLetters.flush(milliseconds: min(configuration.shutdownTimeoutMilliseconds, 5000))
-            collectDeadLetters()
+            try? collectDeadLetters()
         }
         await finalCommit()
     }
@@ -459,24 +464,56 @@ final class Pipeline {
 
     // MARK: - Dead letters
 
-    /// Counts acknowledged dead letters as done, and sends failed ones again: their source offsets
-    /// stay uncommitted until the broker has them.
-    private func collectDeadLetters() {
+    /// Counts acknowledged dead letters as done. A failed one is sent again with backoff (its
+    /// source offset stays uncommitted meanwhile) until the broker refuses it for good or
+    /// `dead_letter.retry_timeout_ms` has passed; then `dead_letter.on_failure` decides: stop the
+    /// bridge (thrown), or drop the letter and commit past it.
+    private func collectDeadLetters() throws {
         guard let deadLetters else { return }
+        let now = ContinuousClock.now
         for (letter, error) in deadLetters.drain() {
-            if let error {
-                metrics.deadLetterErrors.increment()
-                status.update { $0.deadLetterFailures += 1 }
-                logger.warning(
-                    "dead letter not delivered; sending it again (its source offset is not committed meanwhile)",
-                    metadata: ["error": "\(error.reason)", "source": "\(letter.source)", "topic": "\(deadLetters.topic)"])
-                deadLetters.send(letter)
-            } else {
+            guard let error else {
                 metrics.deadLettered.increment()
                 status.update { $0.deadLettered += 1 }
                 tracker.finish(letter.ticket)
+                continue
+            }
+            metrics.deadLetterErrors.increment()
+            status.update { $0.deadLetterFailures += 1 }
+            var failed = letter
+            let since = failed.firstFailure ?? now
+            failed.firstFailure = since
+            let timeout = Duration.milliseconds(configuration.deadLetterRetryTimeoutMilliseconds)
+            guard error.isPermanent || now - since >= timeout else {
+                var backoff = Backoff(initialMilliseconds: 100, maxMilliseconds: 2000)
+                var delay = backoff.next()
+                for _ in 1..<min(failed.attempts, 16) { delay = backoff.next() }
+                if failed.attempts <= 3 || failed.attempts % 10 == 0 {
+                    logger.warning(
+                        "dead letter not delivered; sending it again (its source offset is not committed meanwhile)",
+                        metadata: ["error": "\(error.reason)", "source": "\(letter.source)", "topic": "\(deadLetters.topic)", "attempt": "\(failed.attempts)"])
+                }
+                deadLetterRetries.append((failed, now + delay))
+                continue
+            }
+            let why = error.isPermanent ? "the broker refuses it for good" : "still failing after \(configuration.deadLetterRetryTimeoutMilliseconds) ms"
+            switch configuration.deadLetterFailure {
+            case .stop:
+                throw DeadLetterFailure(source: letter.source, topic: deadLetters.topic, reason: letter.reason, error: error.reason, why: why)
+            case .skip:
+                metrics.deadLettersDropped.increment()
+                logger.error(
+                    "dead letter dropped (dead_letter.on_failure: skip): \(why); its source offset is committed",
+                    metadata: ["error": "\(error.reason)", "source": "\(letter.source)", "topic": "\(deadLetters.topic)", "reason": "\(letter.reason)"])
+                tracker.finish(letter.ticket)
             }
         }
+        // Letters whose backoff is over go again.
+        var waiting: [(DeadLetter, ContinuousClock.Instant)] = []
+        for (letter, due) in deadLetterRetries {
+            if due <= now { deadLetters.send(letter) } else { waiting.append((letter, due)) }
+        }
+        deadLetterRetries = waiting
     }
 
     // MARK: - Offsets
@@ -548,7 +585,8 @@ final class Pipeline {
         if let deadLetters, !request.lost {
             // Let the letters of these partitions reach the broker, so their offsets can be committed now.
             await deadLetters.flush(milliseconds: 2000)
-            collectDeadLetters()
+            // A letter that stops the bridge does so at the loop's next turn.
+            do { try collectDeadLetters() } catch { pendingFailure = error }
         }
         if request.lost {
             // Lost: the group may already have given them to another bridge, which stores their
@@ -608,4 +646,19 @@ final class Pipeline {
 /// Offsets as `topic[partition]=offset`, for logs.
 func describe(_ offsets: [TopicPartition: Int64]) -> String {
     offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+}
+
+/// A dead letter could not be delivered and `dead_letter.on_failure` is `stop`: the bridge stops,
+/// and the letter's source offset (and everything after it in its partition) stays uncommitted.
+struct DeadLetterFailure: Error, CustomStringConvertible {
+    var source: String
+    var topic: String
+    var reason: String
+    var error: String
+    var why: String
+
+    var description: String {
+        "the dead letter of \(source) (\(reason)) cannot be delivered to \(topic): \(why) (\(error)). The bridge stops (dead_letter.on_failure: stop); "
+            + "fix the topic (size limits, permissions) and restart, or set dead_letter.on_failure: skip to drop such letters"
+    }
 }

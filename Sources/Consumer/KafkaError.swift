@@ -19,6 +19,8 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
 
     public var code: Code
     public var reason: String
+    /// librdkafka's error code, when librdkafka gave one.
+    public var underlying: Int32?
 
     public init(_ code: Code, _ reason: String) {
         self.code = code
@@ -27,6 +29,19 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
 
     init(_ code: Code, _ what: String, _ error: rd_kafka_resp_err_t) {
         self.init(code, "\(what): \(String(cString: rd_kafka_err2str(error)))")
+        underlying = error.rawValue
+    }
+
+    /// Whether sending the same message again can never succeed: it is larger than the
+    /// producer's or the broker's limits, or malformed. (An authorisation failure is not: an
+    /// operator may grant the permission.)
+    public var isPermanent: Bool {
+        guard let underlying else { return false }
+        let permanent: [rd_kafka_resp_err_t] = [
+            RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE,
+            RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION, RD_KAFKA_RESP_ERR__INVALID_ARG,
+        ]
+        return permanent.contains { $0.rawValue == underlying }
     }
 
     public var description: String { "kafka \(code.rawValue): \(reason)" }

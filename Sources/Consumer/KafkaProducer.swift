@@ -68,7 +68,7 @@ public final class KafkaProducer: @unchecked Sendable {
 
     /// Waits for queued messages (at most `timeoutMilliseconds`), then stops and destroys the producer.
     public func close(timeoutMilliseconds: Int32 = 10000) async {
-        try? flush(timeoutMilliseconds: timeoutMilliseconds)
+        await flushOffPool(timeoutMilliseconds: timeoutMilliseconds)
         poller.stopping.withLock { $0 = true }
         let poller = self.poller
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -81,9 +81,10 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     /// Queues a message; `completion` runs on the producer's thread with the broker's answer. When
-    /// librdkafka's queue is full this waits (serving delivery reports) until there is room.
+    /// librdkafka's queue is full this waits (serving delivery reports) until there is room, unless
+    /// `waitWhenFull` is false: it then fails at once (for callers that must not block).
     public func produce(
-        topic: String, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = [], partition: Int32? = nil,
+        topic: String, key: [UInt8]?, value: [UInt8]?, headers: [KafkaHeader] = [], partition: Int32? = nil, waitWhenFull: Bool = true,
         completion: @escaping @Sendable (Result<DeliveredMessage, KafkaError>) -> Void = { _ in }
     ) throws(KafkaError) {
         let pending = Unmanaged.passRetained(Pending(completion))
@@ -137,7 +138,7 @@ public final class KafkaProducer: @unchecked Sendable {
             guard let error else { return }
             let code = rd_kafka_error_code(error)
             rd_kafka_error_destroy(error)
-            if code == RD_KAFKA_RESP_ERR__QUEUE_FULL && attempt < 10_000 {
+            if code == RD_KAFKA_RESP_ERR__QUEUE_FULL && waitWhenFull && attempt < 10_000 {
                 attempt += 1
                 rd_kafka_poll(client.handle, 10)
                 continue
@@ -158,6 +159,17 @@ public final class KafkaProducer: @unchecked Sendable {
                 }
             } catch {
                 continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// ``flush(timeoutMilliseconds:)`` on a thread of Dispatch's, never on the Swift concurrency
+    /// pool (flushing blocks for up to the timeout).
+    public func flushOffPool(timeoutMilliseconds: Int32) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                try? self.flush(timeoutMilliseconds: timeoutMilliseconds)
+                continuation.resume()
             }
         }
     }

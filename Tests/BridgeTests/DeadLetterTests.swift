@@ -97,8 +97,9 @@ struct DeadLetterTests {
                 try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
                 try harness.flush()
                 let invalidOffset: Int64 = 1
-                // Every produce request fails for a while (a permanent error: each delivery fails at once).
-                harness.cluster.failRequests(.produce, with: Array(repeating: 29, count: 25))  // TOPIC_AUTHORIZATION_FAILED
+                // Every produce request fails for a while (an error librdkafka does not retry itself,
+                // so each delivery fails at once; the bridge sends it again, with backoff).
+                harness.cluster.failRequests(.produce, with: Array(repeating: 29, count: 6))  // TOPIC_AUTHORIZATION_FAILED
                 harness.start(configuration)
                 try await waitUntil("both valid events in HAProxy", timeout: 60) {
                     EndToEndTests().mapMatches(haproxy, "hosts", ["a.example.com": "be_a", "b.example.com": "be_b"])
@@ -117,6 +118,80 @@ struct DeadLetterTests {
                 }
                 #expect(harness.status.deadLetterFailures >= 3)
                 try await harness.stop()
+            }
+        }
+    }
+
+    /// A broken event whose dead letter is larger than the producer's `message.max.bytes`
+    /// (1,000,000 by default) once the reason headers are added: the broker can never take it.
+    static let oversized = "{" + String(repeating: "x", count: 999_950)
+
+    @Test("a dead letter the broker can never take stops the bridge by default, with an error naming it; nothing is committed past it")
+    func undeliverableStops() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
+                var configuration = harness.configuration(
+                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
+                configuration.deadLetterTopic = "changes.dlq"
+                try harness.produce(topic: "changes", key: "a", value: EndToEndTests.jsonEvent("hosts", "a.example.com", "be_a"))
+                try harness.produce(topic: "changes", key: "big", value: Self.oversized)
+                try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
+                try harness.flush()
+                harness.start(configuration)
+                try await waitUntil("the bridge to stop", timeout: 60) { harness.exit != nil }
+                guard case .failure(let error) = harness.exit else {
+                    Issue.record("the bridge ended without an error")
+                    return
+                }
+                #expect("\(error)".contains("changes[0]@1") && "\(error)".contains("cannot be delivered"), "\(error)")
+                let committed = try harness.committedOffsets()[TopicPartition("changes", 0)] ?? 0
+                #expect(committed <= 1, "nothing committed past the event whose letter was not delivered")
+                #expect(harness.status.deadLettered == 0)
+            }
+        }
+    }
+
+    @Test("with dead_letter.on_failure: skip, an undeliverable letter is dropped and counted, and commits move past it")
+    func undeliverableSkipped() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
+                var configuration = harness.configuration(
+                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
+                configuration.deadLetterTopic = "changes.dlq"
+                configuration.deadLetterFailure = .skip  // what the test is about
+                try harness.produce(topic: "changes", key: "big", value: Self.oversized)
+                try harness.produce(topic: "changes", key: "bad", value: "{small and broken")
+                try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
+                try harness.flush()
+                harness.start(configuration)
+                try await waitUntil("everything committed", timeout: 60) { harness.committedEverything() }
+                #expect(harness.status.deadLettered == 1, "the small letter is delivered")
+                #expect(EndToEndTests().mapMatches(haproxy, "hosts", ["b.example.com": "be_b"]))
+                #expect(harness.exit == nil, "the bridge runs on")
+                try await harness.stop()
+            }
+        }
+    }
+
+    @Test("a dead letter still refused after dead_letter.retry_timeout_ms stops the bridge (bounded retries)")
+    func retriesAreBounded() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
+                var configuration = harness.configuration(
+                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
+                configuration.deadLetterTopic = "changes.dlq"
+                configuration.deadLetterRetryTimeoutMilliseconds = 2000  // what the test is about (default 60 s)
+                try harness.produce(topic: "changes", key: "bad", value: "{broken")
+                try harness.flush()
+                harness.cluster.failRequests(.produce, with: Array(repeating: 29, count: 10_000))  // TOPIC_AUTHORIZATION_FAILED, for good
+                harness.start(configuration)
+                try await waitUntil("the bridge to stop", timeout: 60) { harness.exit != nil }
+                guard case .failure(let error) = harness.exit else {
+                    Issue.record("the bridge ended without an error")
+                    return
+                }
+                #expect("\(error)".contains("still failing after 2000 ms"), "\(error)")
+                #expect(harness.status.deadLetterFailures >= 2, "it was sent again before giving up")
             }
         }
     }
