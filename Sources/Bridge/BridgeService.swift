@@ -1,6 +1,7 @@
 import Consumer
 import Logging
 import Mapper
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
@@ -31,8 +32,11 @@ public final class BridgeService: Service, Sendable {
         let backlog = Backlog(maxEvents: configuration.backlog.maxEvents, maxBytes: configuration.backlog.maxBytes)
         let owners = OwnerTable()
         let store = StateStore(configuration: configuration, owners: owners, logger: logger)
-        try store.prepare()
-        try store.checkIdentity()
+        // File I/O and locks off the Swift concurrency pool.
+        try await NIOThreadPool.singleton.runIfActive {
+            try store.prepare()
+            try store.checkIdentity()
+        }
         if configuration.kafka.membership == .direct {
             // A bridge that consumes every partition must be its state's only writer: a second one
             // on the same directory (a rolling deploy on one host) waits until the first has gone.
@@ -42,7 +46,7 @@ public final class BridgeService: Service, Sendable {
         let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
         intake.onPause { [weak consumer] in consumer?.pause() }
         self.consumer.withLock { $0.value = consumer }
-        let stored = try store.load()
+        let stored = try await NIOThreadPool.singleton.runIfActive { try store.load() }
         for (map, state) in zip(configuration.maps, stored) {
             if let contents = state.contents {
                 logger.info(

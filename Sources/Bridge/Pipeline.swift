@@ -612,23 +612,13 @@ final class Pipeline {
         guard await persist() else { return }
         let offsets = tracker.uncommitted
         guard !offsets.isEmpty else { return }
-        let consumer = self.consumer
-        let committed = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                do {
-                    try await consumer.commitNow(offsets)
-                    return true
-                } catch {
-                    return false
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(5))
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        // Bounded: a coordinator that does not answer must not hold the shutdown.
+        let committed: Bool
+        do {
+            try await consumer.commitNow(offsets, timeout: .seconds(5))
+            committed = true
+        } catch {
+            committed = false
         }
         if committed {
             tracker.committed(offsets)

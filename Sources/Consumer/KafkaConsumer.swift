@@ -115,7 +115,7 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     private enum Command {
         case commit([TopicPartition: Int64])
-        case commitNow([TopicPartition: Int64], CheckedContinuation<Void, any Error>)
+        case commitNow([TopicPartition: Int64], OneShot)
         case pause
         case resume
         case query(@Sendable (OpaquePointer) -> Void)
@@ -215,13 +215,34 @@ public final class KafkaConsumer: @unchecked Sendable {
         enqueue(.commit(offsets))
     }
 
-    /// Commits these offsets and waits for the group coordinator's answer.
-    public func commitNow(_ offsets: [TopicPartition: Int64]) async throws {
+    /// Commits these offsets and waits for the group coordinator's answer, at most `timeout`: then
+    /// it throws, and the commit may still complete in the background.
+    public func commitNow(_ offsets: [TopicPartition: Int64], timeout: Duration = .seconds(30)) async throws {
         guard !offsets.isEmpty else { return }
-        try await withCheckedThrowingContinuation { continuation in
-            if !enqueue(.commitNow(offsets, continuation)) {
-                continuation.resume(throwing: KafkaError(.operation, "the consumer is closed"))
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let answer = OneShot(continuation)
+            if !enqueue(.commitNow(offsets, answer)) {
+                answer.resume(throwing: KafkaError(.operation, "the consumer is closed"))
+                return
             }
+            let nanoseconds = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+                answer.resume(throwing: KafkaError(.operation, "the commit got no answer within \(timeout)"))
+            }
+        }
+    }
+
+    /// A continuation resumed once, by whichever comes first (the answer or a timeout).
+    final class OneShot: Sendable {
+        private let continuation: Mutex<CheckedContinuation<Void, any Error>?>
+
+        init(_ continuation: CheckedContinuation<Void, any Error>) {
+            self.continuation = Mutex(continuation)
+        }
+
+        func resume(throwing error: (any Error)? = nil) {
+            guard let continuation = continuation.withLock({ $0.take() }) else { return }
+            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
         }
     }
 
@@ -303,21 +324,29 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
-    /// Leaves the group (revoking every partition through the delegate) and stops the polling thread.
-    public func close() async {
-        guard started.withLock({ $0 }) else { return }
+    /// Leaves the group (revoking every partition through the delegate) and stops the polling
+    /// thread, waiting for it at most `timeout`: a thread still blocked in librdkafka then (a
+    /// commit whose answer is late) is left to finish on its own, and false is returned.
+    @discardableResult
+    public func close(timeout: Duration = .seconds(5)) async -> Bool {
+        guard started.withLock({ $0 }) else { return true }
         let first = shared.withLock { state -> Bool in
             defer { state.stopping = true }
             return !state.stopping
         }
         if first { rd_kafka_yield(client.handle) }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let nanoseconds = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
+        let closed = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             DispatchQueue.global().async {
-                self.finished.wait()
-                self.finished.signal()
-                continuation.resume()
+                let done = self.finished.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success
+                if done { self.finished.signal() }
+                continuation.resume(returning: done)
             }
         }
+        if !closed {
+            logger.warning("the consumer did not close in time (a request to the broker is still unanswered); not waiting for it")
+        }
+        return closed
     }
 
     @discardableResult
@@ -427,12 +456,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         case .commit(let offsets):
             for (partition, offset) in offsets { pendingCommit[partition] = max(pendingCommit[partition] ?? offset, offset) }
             sendPendingCommit()
-        case .commitNow(let offsets, let continuation):
-            if let error = commitSynchronously(offsets) {
-                continuation.resume(throwing: error)
-            } else {
-                continuation.resume()
-            }
+        case .commitNow(let offsets, let answer):
+            answer.resume(throwing: commitSynchronously(offsets))
         case .pause:
             pauseRequested = true
             setPaused(assignment.subtracting(paused), true)

@@ -46,6 +46,18 @@ public final class BridgeProcess: @unchecked Sendable {
         }
     }
 
+    /// Whether the process has taken over SIGTERM (caught or ignored, in /proc/PID/status):
+    /// before that, as for any program, the signal's default action ends it.
+    public var handlesSIGTERM: Bool {
+        guard let pid, let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
+        let bit = UInt64(1) << UInt64(SIGTERM - 1)
+        return status.split(separator: "\n").contains { line in
+            guard line.hasPrefix("SigCgt:") || line.hasPrefix("SigIgn:") else { return false }
+            let hex = line.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            return (UInt64(hex, radix: 16) ?? 0) & bit != 0
+        }
+    }
+
     public var pid: Int32? { lock.withLock { process?.isRunning == true ? process?.processIdentifier : nil } }
     public var isRunning: Bool { pid != nil }
 

@@ -49,6 +49,9 @@ struct Run: AsyncParsableCommand {
     var bootstrapFile: String?
 
     func run() async throws {
+        // First: a signal during start-up must stop the daemon cleanly, not kill it or be lost.
+        let escalation = SignalEscalation()
+        defer { withExtendedLifetime(escalation) {} }
         limitMallocArenas()
         var configuration = try loadConfiguration(config)
         bootstrapLogging(level: configuration.logLevel)
@@ -71,8 +74,6 @@ struct Run: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let service = BridgeService(configuration: configuration, logger: logger)
-        let escalation = SignalEscalation()
-        defer { withExtendedLifetime(escalation) {} }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
         ]
@@ -85,6 +86,7 @@ struct Run: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        escalation.attach(group)
         do {
             try await group.run()
         } catch let error as ForeignStateError {

@@ -1,36 +1,52 @@
 import Dispatch
 import Foundation
+import ServiceLifecycle
+import Synchronization
 
-/// The second SIGTERM or SIGINT ends the process at once (the first starts a graceful shutdown,
-/// handled by the service group): an operator who asks twice is not kept waiting.
+/// SIGTERM and SIGINT from the first instant of `run`: the first signal asks the service group
+/// for a graceful shutdown, even when it arrives before the group exists (during start-up it is
+/// remembered, and the group stops as soon as it is attached); the second ends the process at
+/// once, so that an operator who asks twice is not kept waiting.
 final class SignalEscalation {
+    private struct State {
+        var count = 0
+        var group: ServiceGroup?
+    }
+
+    private final class Shared: Sendable {
+        let state = Mutex(State())
+    }
+
     private let sources: [any DispatchSourceSignal]
+    private let shared = Shared()
 
     init() {
-        let count = Counter()
+        let shared = self.shared
         sources = [SIGTERM, SIGINT].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                if count.increment() >= 2 {
+                let (count, group) = shared.state.withLock { state in
+                    state.count += 1
+                    return (state.count, state.group)
+                }
+                if count >= 2 {
                     FileHandle.standardError.write(Data("mapbridge: second signal, exiting at once without finishing\n".utf8))
                     _exit(128 + number)
                 }
+                if let group { Task { await group.triggerGracefulShutdown() } }
             }
             source.resume()
             return source
         }
     }
 
-    private final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = 0
-
-        func increment() -> Int {
-            lock.withLock {
-                value += 1
-                return value
-            }
+    /// The group to stop on the first signal; stopped at once when a signal came before.
+    func attach(_ group: ServiceGroup) {
+        let signalled = shared.state.withLock { state in
+            state.group = group
+            return state.count > 0
         }
+        if signalled { Task { await group.triggerGracefulShutdown() } }
     }
 }

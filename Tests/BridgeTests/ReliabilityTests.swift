@@ -541,6 +541,61 @@ struct ReliabilityTests {
         }
     }
 
+    @Test("SIGTERM at any moment, start-up included, ends in a clean stop with exit status 0; the maps end exact")
+    func sigtermAnyMoment() async throws {
+        try await withWorld { world in
+            let bridge = try world.bridge(world.yaml())
+            let stream = world.workload.start()
+            var generator = SystemRandomNumberGenerator()
+            var moments: [Int] = []
+            for round in 0..<12 {
+                try bridge.start()
+                // From the first instant the process handles SIGTERM (before it, any program dies of
+                // it) through loading the configuration and state, HAProxy and the broker, to well
+                // into consuming.
+                try await waitUntil("the process to handle SIGTERM", timeout: 10, every: .milliseconds(1)) { bridge.handlesSIGTERM }
+                let delay = round == 0 ? 0 : Int.random(in: 0..<1500, using: &generator)
+                moments.append(delay)
+                let until = ContinuousClock.now + .milliseconds(delay)
+                try await waitUntil("the moment to signal", timeout: 5) { ContinuousClock.now >= until }
+                bridge.signal(SIGTERM)
+                let status = try await bridge.waitForExit(timeout: 30)
+                #expect(status == 0, "SIGTERM \(delay) ms after start ended with status \(status)")
+            }
+            try await stream.stop()
+            try bridge.start()
+            try await waitUntil("the maps to converge", timeout: 120) { world.converged() }
+            try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
+            #expect(try await bridge.terminate() == 0)
+            print("reliability: SIGTERM test: \(world.workload.log.count) events, 12 SIGTERMs at \(moments.sorted()) ms after start, all exit 0, lost changes: 0")
+        }
+    }
+
+    @Test("the final commit at shutdown is bounded: with a broker that answers after 40 s, SIGTERM still ends in exit status 0 within seconds")
+    func finalCommitBounded() async throws {
+        try await withWorld { world in
+            // No commit before shutdown (the test is about the final one): everything applied is
+            // still to be committed when the signal comes.
+            let yaml = world.yaml().replacingOccurrences(of: "commit: { interval_ms: 200 }", with: "commit: { interval_ms: 600000 }")
+            let bridge = try world.bridge(yaml)
+            try bridge.start()
+            try await world.workload.stream(total: 2000)
+            try await waitUntil("the events applied", timeout: 60) { world.converged() }
+            // The broker still takes requests but answers each one 40 s late: the final commit's
+            // answer would come long after a service manager's stop timeout.
+            try world.cluster.setBrokerRTT(1, milliseconds: 40_000)
+            let signalled = ContinuousClock.now
+            bridge.signal(SIGTERM)
+            // shutdown.timeout_ms (3 s here) for the batch in flight, 5 s for the commit, and room for a loaded machine.
+            let status = try await bridge.waitForExit(timeout: 60)
+            let took = ContinuousClock.now - signalled
+            #expect(status == 0)
+            #expect(took < .seconds(20), "stopped after \(took)")
+            #expect(!bridge.logLines(containing: "could not commit at shutdown").isEmpty, "\(bridge.log().split(separator: "\n").suffix(8).joined(separator: "\n"))")
+            try world.cluster.setBrokerRTT(1, milliseconds: 0)
+        }
+    }
+
     @Test("SIGTERM waits for the batch in flight (bounded); a second SIGTERM exits at once")
     func secondSignal() async throws {
         try await withWorld { world in
