@@ -41,6 +41,8 @@ struct PendingChange: Sendable {
     /// The message whose change decided the value (the last compacted into it), to name in a
     /// report of a refused change.
     var source: Int
+    /// How many change events were compacted into this one (for counting what was applied).
+    var events: Int32 = 1
 
     init(map: Int, key: MapKey, value: String?, message: Int) {
         self.map = map
@@ -222,6 +224,7 @@ extension Batch {
             bytes -= MessageIntake.changeBytes + MessageIntake.stringBytes(change.key.string) + (changes[position].value.map(MessageIntake.stringBytes) ?? 0)
             changes[position].value = change.value
             changes[position].source = change.source
+            changes[position].events += change.events
         }
     }
 

@@ -342,6 +342,13 @@ struct ConfigDecoder {
             if let other = seenPaths[map.path] { problems.append("maps.\(map.name).path: '\(map.path)' is also the path of map '\(other)'") }
             seenPaths[map.path] = map.name
         }
+        // Every command carries a map's path: a long one leaves less room for the entry.
+        let entryLimit = configuration.entryRules.maxEntryBytes
+        if entryLimit < EntryRules.smallestUsefulLimit, let longest = configuration.maps.max(by: { $0.path.utf8.count < $1.path.utf8.count }) {
+            problems.append(
+                "maps.\(longest.name).path: \(longest.path.utf8.count) bytes long: with haproxy.bufsize \(configuration.haproxy.bufsize), one command has room for entries of only \(entryLimit) bytes (at least \(EntryRules.smallestUsefulLimit) needed); raise haproxy.bufsize with HAProxy's tune.bufsize, or shorten the path"
+            )
+        }
 
         switch top["topics"] {
         case .sequence(let items, _)?:

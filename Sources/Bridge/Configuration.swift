@@ -171,10 +171,13 @@ public struct BridgeConfiguration: Sendable, Equatable {
         return formats
     }
 
-    public var entryRules: EntryRules { EntryRules(bufsize: haproxy.bufsize) }
+    /// The longest map path, in bytes: it takes room in every command.
+    public var longestMapPath: Int { maps.map(\.path.utf8.count).max() ?? 0 }
+
+    public var entryRules: EntryRules { EntryRules(bufsize: haproxy.bufsize, longestMapPath: longestMapPath) }
 
     public var applierOptions: ApplierOptions {
-        var options = ApplierOptions(bufsize: haproxy.bufsize)
+        var options = ApplierOptions(bufsize: haproxy.bufsize, longestMapPath: longestMapPath)
         options.connection.connectTimeout = .milliseconds(Int64(haproxy.connectTimeoutMilliseconds))
         options.connection.responseTimeout = .milliseconds(Int64(haproxy.timeoutMilliseconds))
         options.connection.cliTimeoutSeconds = haproxy.cliTimeoutSeconds

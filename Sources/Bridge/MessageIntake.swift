@@ -11,10 +11,8 @@ import Synchronization
 /// coalesces and applies: the two run on different cores.
 final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
     private let backlog: Backlog
-    private let decoder: EventDecoder
+    private let checker: EventChecker
     private let formats: [String: EventFormat]
-    private let maps: [MapDefinition]
-    private let rules: EntryRules
     private let revokeTimeoutMilliseconds: Int
     private let logger: Logger
     private let pauseConsumer = Mutex<(@Sendable () -> Void)?>(nil)
@@ -31,10 +29,8 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
     init(configuration: BridgeConfiguration, backlog: Backlog, store: StateStore?, logger: Logger) {
         self.backlog = backlog
         self.store = store
-        decoder = EventDecoder(mapNames: configuration.maps.map(\.name))
+        checker = EventChecker(configuration: configuration)
         formats = configuration.topicFormats
-        maps = configuration.mapDefinitions
-        rules = configuration.entryRules
         revokeTimeoutMilliseconds = configuration.kafka.revokeTimeoutMilliseconds
         self.logger = logger
     }
@@ -58,17 +54,7 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         scratch.removeAll(keepingCapacity: true)
         var failure: (label: String, reason: String)?
         if let format {
-            if let decodeFailure = decoder.decode(key: message.key, value: message.value, format: format, into: &scratch) {
-                failure = (decodeFailure.label, decodeFailure.reason)
-            } else {
-                for (position, change) in scratch.enumerated() {
-                    if let defect = rules.check(key: change.key, value: change.value, for: maps[change.map]) {
-                        let prefix = scratch.count > 1 ? "change \(position): " : ""
-                        failure = (defect.label, "\(prefix)\(defect) (map \(maps[change.map].name))")
-                        break
-                    }
-                }
-            }
+            failure = checker.check(key: message.key, value: message.value, format: format, into: &scratch)
         } else {
             failure = ("unknown_topic", "topic \(message.topic) is not configured")
         }

@@ -281,7 +281,9 @@ final class Pipeline {
         lastBatchEvents = batch.events
         let elapsed = clock.now - started
         metrics.applyDuration.recordNanoseconds(elapsed.nanoseconds)
-        metrics.changesApplied.increment(by: changeEvents)
+        // Only what HAProxy applied: the events of a key whose change it refused did not change it.
+        let appliedEvents = changeEvents - refusedEvents(applied?.rejections ?? [], in: batch)
+        metrics.changesApplied.increment(by: appliedEvents)
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         if let oldest = batch.messages.compactMap(\.timestamp).min(), nowMillis >= oldest {
             metrics.eventToApplied.recordMilliseconds(nowMillis - oldest)
@@ -289,7 +291,7 @@ final class Pipeline {
         status.update {
             $0.batches += 1
             $0.eventsConsumed += batch.messages.count
-            $0.changesApplied += changeEvents
+            $0.changesApplied += appliedEvents
             $0.inSync = true
             $0.haproxyConnected = true
         }
@@ -302,6 +304,17 @@ final class Pipeline {
                 "batch.send_ms": "\((applied?.sendNanoseconds ?? 0) / 1_000_000)",
             ])
         return true
+    }
+
+    /// How many change events of the batch were to keys whose (coalesced) change HAProxy refused.
+    private func refusedEvents(_ rejections: [Rejection], in batch: Batch) -> Int {
+        guard !rejections.isEmpty else { return 0 }
+        struct Target: Hashable {
+            var map: Int
+            var key: MapKey
+        }
+        let refused = Set(rejections.map { Target(map: $0.map, key: $0.key) })
+        return batch.changes.reduce(0) { $0 + (refused.contains(Target(map: $1.map, key: $1.key)) ? Int($1.events) : 0) }
     }
 
     /// Result of applying a batch once HAProxy has acknowledged it, or nil when abandoned at shutdown.

@@ -17,7 +17,7 @@ public struct ChangeLineParser: Sendable {
     public let map: MapDefinition
     public let mapIndex: Int
     let rules: EntryRules
-    let decoder: EventDecoder
+    let checker: EventChecker
 
     public init(configuration: BridgeConfiguration, map name: String) throws {
         guard let index = configuration.maps.firstIndex(where: { $0.name == name }) else {
@@ -26,7 +26,7 @@ public struct ChangeLineParser: Sendable {
         mapIndex = index
         map = configuration.mapDefinitions[index]
         rules = configuration.entryRules
-        decoder = EventDecoder(mapNames: configuration.maps.map(\.name))
+        checker = EventChecker(configuration: configuration)
     }
 
     public func parse(_ raw: Substring) -> Line {
@@ -36,8 +36,9 @@ public struct ChangeLineParser: Sendable {
         if trimmed.hasPrefix("{") || trimmed.hasPrefix("[") {
             var changes: [DecodedChange] = []
             let text = String(trimmed)
-            let failure = Array(text.utf8).withUnsafeBytes { decoder.decode(key: nil, value: $0, format: .json, into: &changes) }
-            if let failure { return .invalid(failure.description) }
+            // The daemon's own judgement: the JSON, then every change against the entry rules.
+            let failure = Array(text.utf8).withUnsafeBytes { checker.check(key: nil, value: $0, format: .json, into: &changes) }
+            if let failure { return .invalid("\(failure.label): \(failure.reason)") }
             return .json(text)
         }
         if trimmed.hasPrefix("-") {

@@ -206,6 +206,26 @@ public struct EventDecoder: Sendable {
 /// A value quoted for an error message, cut short when long.
 func quoted(_ text: String) -> String {
     let limit = 80
-    if text.utf8.count <= limit { return "'\(text)'" }
-    return "'\(String(decoding: text.utf8.prefix(limit), as: UTF8.self))...' (\(text.utf8.count) bytes)"
+    if text.utf8.count <= limit { return "'\(escapingControlCharacters(text))'" }
+    return "'\(escapingControlCharacters(String(decoding: text.utf8.prefix(limit), as: UTF8.self)))...' (\(text.utf8.count) bytes)"
+}
+
+/// The text with every control character (C0, DEL, C1) written as an escape (`\n`, `\t`, `\r`,
+/// `\u{1b}`...) and backslashes doubled: text from an event can then go into a log line or a
+/// header without forging another line or hiding what it held.
+public func escapingControlCharacters(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\\" }) else { return text }
+    var out = ""
+    out.reserveCapacity(text.utf8.count + 8)
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case "\\": out += "\\\\"
+        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value): out += "\\u{\(String(scalar.value, radix: 16))}"
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
 }

@@ -65,16 +65,25 @@ public struct EntryRules: Sendable, Equatable {
         self.maxEntryBytes = maxEntryBytes
     }
 
-    /// Derives the entry limit from HAProxy's `tune.bufsize`: half of it, minus room for the
-    /// command words and the map's name, because escaping may double an entry's size.
-    public init(bufsize: Int) {
-        self.maxEntryBytes = Self.entryLimit(bufsize: bufsize)
+    /// Derives the entry limit from HAProxy's `tune.bufsize` and the longest map name a command
+    /// carries (see ``entryLimit(bufsize:longestMapPath:)``).
+    public init(bufsize: Int, longestMapPath: Int = 0) {
+        self.maxEntryBytes = Self.entryLimit(bufsize: bufsize, longestMapPath: longestMapPath)
     }
 
-    /// The largest entry (key + value bytes) that fits one command for this buffer size.
-    public static func entryLimit(bufsize: Int) -> Int {
-        max(64, (bufsize - 2048) / 2)
+    /// The largest entry (key + value bytes) whose longest command — `set map` or a versioned
+    /// `add map @V`, with the map's name and the entry escaped, which may double it — fits one
+    /// `tune.bufsize` buffer: at most (bufsize - 2048) / 2, less where a long map path takes the
+    /// room (measured on HAProxy 2.6: a 16,341-byte command fits a 16,384-byte buffer, whatever
+    /// `tune.maxrewrite` says). Below ``smallestUsefulLimit`` the configuration is refused.
+    public static func entryLimit(bufsize: Int, longestMapPath: Int = 0) -> Int {
+        max(0, min((bufsize - 2048) / 2, (bufsize - commandOverhead - longestMapPath) / 2))
     }
+
+    /// The command words, version, spaces and line end around a map path and an entry.
+    public static let commandOverhead = 64
+    /// An entry limit under this is a configuration error.
+    public static let smallestUsefulLimit = 256
 
     /// Returns the first defect of the key, or nil when it can be sent and stored exactly.
     public func check(key: String) -> EntryDefect? {

@@ -19,10 +19,11 @@ public struct ApplierOptions: Sendable, Equatable {
 
     public init() {}
 
-    /// Options for a HAProxy whose `tune.bufsize` is `bufsize`.
-    public init(bufsize: Int) {
+    /// Options for a HAProxy whose `tune.bufsize` is `bufsize`, for maps whose longest path is
+    /// `longestMapPath` bytes.
+    public init(bufsize: Int, longestMapPath: Int = 0) {
         payloadBudget = max(1024, min(bufsize - 2048, 12288))
-        rules = EntryRules(bufsize: bufsize)
+        rules = EntryRules(bufsize: bufsize, longestMapPath: longestMapPath)
     }
 }
 

@@ -47,9 +47,14 @@ public final class HAProxyProcess: @unchecked Sendable {
     /// The runtime API's TCP port, when it listens on TCP as well.
     public let tcpPort: Int?
 
-    public init(maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil, tcpPort: Int? = nil) throws {
+    ///   - mapsDirectory: where the map files go (a folder inside the process's directory, created,
+    ///     for long map paths); the process's directory by default.
+    public init(maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil, tcpPort: Int? = nil, mapsDirectory: String? = nil) throws {
         self.tcpPort = tcpPort
-        directory = try TemporaryDirectory(prefix: "mapbridge-haproxy")
+        let directory = try TemporaryDirectory(prefix: "mapbridge-haproxy")
+        self.directory = directory
+        mapsFolder = mapsDirectory.map { directory.file($0) } ?? directory.path
+        try FileManager.default.createDirectory(atPath: mapsFolder, withIntermediateDirectories: true)
         socketPath = directory.file("admin.sock")
         self.httpPort = httpPort
         self.maps = maps
@@ -99,6 +104,7 @@ public final class HAProxyProcess: @unchecked Sendable {
     public init(configFile: String, socketPath: String, environment: [String: String], directory: TemporaryDirectory, maps: [TestMap] = []) {
         self.tcpPort = nil
         self.directory = directory
+        self.mapsFolder = directory.path
         self.socketPath = socketPath
         self.httpPort = nil
         self.maps = maps
@@ -106,7 +112,9 @@ public final class HAProxyProcess: @unchecked Sendable {
         self.environment = environment
     }
 
-    public func mapPath(_ name: String) -> String { directory.file("\(name).map") }
+    public func mapPath(_ name: String) -> String { "\(mapsFolder)/\(name).map" }
+    /// Where the map files are.
+    public let mapsFolder: String
 
     public var oracle: RuntimeOracle { RuntimeOracle(socketPath: socketPath) }
 
@@ -227,9 +235,10 @@ public enum HAProxyProcessError: Error, CustomStringConvertible {
 /// Runs `body` with a started HAProxy, and stops it and removes its files afterwards, whether
 /// `body` returns or throws.
 public func withHAProxy<T>(
-    _ maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil, tcpPort: Int? = nil, _ body: (HAProxyProcess) async throws -> T
+    _ maps: [TestMap], httpPort: Int? = nil, bufsize: Int? = nil, tcpPort: Int? = nil, mapsDirectory: String? = nil,
+    _ body: (HAProxyProcess) async throws -> T
 ) async throws -> T {
-    let haproxy = try HAProxyProcess(maps: maps, httpPort: httpPort, bufsize: bufsize, tcpPort: tcpPort)
+    let haproxy = try HAProxyProcess(maps: maps, httpPort: httpPort, bufsize: bufsize, tcpPort: tcpPort, mapsDirectory: mapsDirectory)
     do {
         try await haproxy.start()
         let result = try await body(haproxy)

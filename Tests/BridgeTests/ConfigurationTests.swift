@@ -38,12 +38,36 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("a map path too long for any entry to fit one command is a configuration error; a long one shrinks the entry limit")
+    func longMapPath() throws {
+        let tooLong = "/" + String(repeating: "p", count: 16_000) + ".map"
+        let found = problems(Self.minimal.replacingOccurrences(of: "/etc/haproxy/maps/hosts.map", with: tooLong))
+        #expect(found.contains { $0.hasPrefix("maps.hosts.path: 16005 bytes long") && $0.contains("haproxy.bufsize") }, "\(found)")
+        let long = "/" + String(repeating: "p", count: 3000) + ".map"
+        let configuration = try BridgeConfiguration.parse(yaml: Self.minimal.replacingOccurrences(of: "/etc/haproxy/maps/hosts.map", with: long))
+        #expect(configuration.entryRules.maxEntryBytes == (16384 - EntryRules.commandOverhead - 3005) / 2)
+        #expect(try BridgeConfiguration.parse(yaml: Self.minimal).entryRules.maxEntryBytes == 7168, "short paths keep the documented limit")
+    }
+
+    @Test("group ids become one folder each under state.directory")
+    func groupFolders() throws {
+        var configuration = try BridgeConfiguration.parse(yaml: Self.minimal)
+        configuration.stateDirectory = "/var/lib/mapbridge/"
+        configuration.kafka.groupID = "../edge 1/é"
+        #expect(configuration.groupStateDirectory == "/var/lib/mapbridge/_._edge_1__")
+        configuration.kafka.groupID = ".."
+        #expect(configuration.groupStateDirectory == "/var/lib/mapbridge/_.")
+    }
+
     @Test("a minimal file gets documented defaults")
     func defaults() throws {
         let configuration = try BridgeConfiguration.parse(yaml: Self.minimal)
         #expect(configuration.kafka.brokers == "k1:9092,k2:9092")
         #expect(configuration.kafka.groupID == "edge-1")
+        #expect(configuration.kafka.membership == .direct)
         #expect(configuration.kafka.assignmentStrategy == .range)
+        #expect(configuration.deadLetterFailure == .stop && configuration.deadLetterRetryTimeoutMilliseconds == 60000)
+        #expect(configuration.groupStateDirectory == "/var/lib/mapbridge/edge-1")
         #expect(configuration.haproxy.socket == "tcp://127.0.0.1:9999")
         #expect(configuration.haproxy.bufsize == 16384)
         #expect(configuration.batch == .init())
@@ -142,5 +166,44 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError.self) { try BridgeConfiguration.load(path: "/nonexistent/mapbridge.yaml", environment: [:]) }
         #expect(problems("kafka: [unclosed").first?.contains("not valid YAML") == true)
         #expect(problems("").contains { $0.hasPrefix("maps: required") })
+    }
+}
+
+@Suite("publish's line parser")
+struct ChangeLineParserTests {
+    @Test("JSON lines are judged as the daemon judges them: decoding, then every change against the entry rules")
+    func jsonLinesUseTheDaemonsRules() throws {
+        var configuration = BridgeConfiguration(groupID: "g")
+        configuration.maps = [.init(name: "hosts", path: "/m/hosts.map"), .init(name: "weights", path: "/m/weights.map", valueType: .int)]
+        let parser = try ChangeLineParser(configuration: configuration, map: "hosts")
+        let valid = #"{"map":"hosts","op":"set","key":"a.example.com","value":"be_a"}"#
+        #expect(parser.parse(Substring(valid)) == .json(valid))
+        let cases = [
+            #"{"map":"hosts","op":"set","key":"has space","value":"v"}"#: "space_in_key",
+            #"{"map":"weights","op":"set","key":"w","value":"heavy"}"#: "wrong_type",
+            ##"[{"map":"hosts","op":"del","key":"ok"},{"map":"hosts","op":"set","key":"#0x1","value":"v"}]"##: "entry_reference",
+            #"{"map":"hosts","op":"set","key":"k","value":" padded"}"#: "surrounding_space",
+        ]
+        for (line, label) in cases {
+            guard case .invalid(let reason) = parser.parse(Substring(line)) else {
+                Issue.record("\(line) was accepted")
+                continue
+            }
+            #expect(reason.hasPrefix(label), "\(line): \(reason)")
+        }
+    }
+
+    @Test("event text in a reason cannot forge a log line or a header: control characters are escaped")
+    func controlCharactersEscaped() throws {
+        var configuration = BridgeConfiguration(groupID: "g")
+        configuration.maps = [.init(name: "hosts", path: "/m/hosts.map")]
+        let parser = try ChangeLineParser(configuration: configuration, map: "hosts")
+        let line = #"{"map":"x\n2026-12-02T00:00:00 critical forged line\u001b[31m","op":"set","key":"k","value":"v"}"#
+        guard case .invalid(let reason) = parser.parse(Substring(line)) else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(!reason.unicodeScalars.contains { $0.value < 0x20 }, "\(reason)")
+        #expect(reason.contains(#"x\n2026-12-02T00:00:00 critical forged line\u{1b}[31m"#), "\(reason)")
     }
 }

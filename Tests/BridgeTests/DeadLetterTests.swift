@@ -196,6 +196,24 @@ struct DeadLetterTests {
         }
     }
 
+    @Test("changes HAProxy refuses are not counted as applied")
+    func refusedNotCountedApplied() async throws {
+        try await withHAProxy(Self.maps) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 1), ("routes", 1), ("changes.dlq", 1)]) { harness in
+                harness.start(configuration(harness, haproxy))
+                try harness.produce(topic: "changes", key: "a", value: EndToEndTests.jsonEvent("hosts", "a.example.com", "be_a"))
+                // Twice the same regex, which PCRE2 refuses: two events, one coalesced change, refused.
+                for _ in 0..<2 { try harness.produce(topic: "changes", key: "p", value: EndToEndTests.jsonEvent("patterns", "^(unclosed", "be_p")) }
+                try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("patterns", "^/ok/", "be_ok"))
+                try harness.flush()
+                try await waitUntil("everything committed", timeout: 60) { harness.committedEverything() }
+                #expect(harness.status.refusedChanges == 1)
+                #expect(harness.status.changesApplied == 2, "two events applied, the two refused ones not")
+                try await harness.stop()
+            }
+        }
+    }
+
     @Test("offsets that move without any map changing are stored too: a restart does not dead-letter the same events again")
     func noReplayAfterRestart() async throws {
         try await withHAProxy([TestMap("hosts")]) { haproxy in

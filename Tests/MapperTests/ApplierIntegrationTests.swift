@@ -32,6 +32,29 @@ struct ApplierIntegrationTests {
         #expect(entries == wanted, sourceLocation: sourceLocation)
     }
 
+    @Test("with a 2,400-byte map path, the longest entry still fits one command, escaped to twice its size", arguments: [ApplyStrategy.incremental, .rebuild])
+    func longMapPath(strategy: ApplyStrategy) async throws {
+        let folder = (0..<12).map { _ in String(repeating: "d", count: 200) }.joined(separator: "/")
+        try await withHAProxy([TestMap("hosts", initialLines: ["k old"])], mapsDirectory: folder) { haproxy in
+            let path = haproxy.mapPath("hosts")
+            #expect(path.utf8.count > 2400)
+            var options = ApplierOptions(bufsize: 16384, longestMapPath: path.utf8.count)
+            options.strategyOverride = strategy
+            let limit = options.rules.maxEntryBytes
+            #expect(limit < EntryRules.entryLimit(bufsize: 16384), "the path takes room from the entry")
+            // Backslashes: every one is escaped, so the single-line command carries the entry twice over.
+            let value = "v" + String(repeating: "\\", count: limit - 3) + "v"
+            #expect(options.rules.check(key: "k", value: value) == nil)
+            #expect(options.rules.check(key: "k", value: value + "x") != nil, "one byte more is too long")
+            let applier = try applier(haproxy, [MapDefinition(name: "hosts", path: path)], options: options)
+            try await applier.synchronize()
+            let report = try await applier.apply([[set("k", value)]], validated: true)
+            #expect(report.rejections.isEmpty)
+            try expectExact(haproxy, "hosts", ["k": value])
+            await applier.disconnect()
+        }
+    }
+
     @Test("adopts the live map, then upserts with set/add and deletes without duplicates", arguments: [ApplyStrategy.incremental, .rebuild])
     func upserts(strategy: ApplyStrategy) async throws {
         try await withHAProxy([
