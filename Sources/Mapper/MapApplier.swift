@@ -486,6 +486,25 @@ public final class MapApplier {
                         rejections.append(Rejection(map: index, key: key, tag: update.tag, reason: answer.text))
                     }
                 }
+                // A silent answer to `set map` on a typed-value map proves nothing: HAProxy 2.4 to
+                // 3.0 answer a value they cannot parse with silence and keep the old one. Read the
+                // map back and count only what it now holds.
+                if definition.valueType != .str {
+                    let silent = zip(plan.updates, answers).filter { $0.1.isEmpty && $0.0.value != nil }.map(\.0)
+                    if !silent.isEmpty {
+                        let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))
+                        try Self.checkKnownMap(dump, definition)
+                        report.commands += 1
+                        var live: [MapKey: String] = [:]
+                        for (key, value) in MapDump(body: dump.body) where live[MapKey(key)] == nil { live[MapKey(key)] = value }
+                        for update in silent where live[update.key] != update.value {
+                            rejections.append(
+                                Rejection(
+                                    map: index, key: update.key, tag: update.tag,
+                                    reason: "HAProxy answered nothing and kept another value: it did not take this \(definition.valueType.rawValue) value"))
+                        }
+                    }
+                }
                 // A refused set or del left HAProxy as it was: so must the desired state be.
                 for rejection in rejections { revert(index, rejection.key) }
                 if resyncNeeded { adds.sort { $0.change < $1.change } }

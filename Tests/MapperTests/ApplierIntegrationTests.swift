@@ -55,6 +55,23 @@ struct ApplierIntegrationTests {
         }
     }
 
+    @Test("a typed value HAProxy does not take is never counted as applied, whatever the version answers (2.4 to 3.0: nothing)")
+    func silentRefusalConfirmed() async throws {
+        try await withHAProxy([TestMap("servers", valueType: "ip", initialLines: ["k 10.0.0.1", "other 10.0.0.2"])]) { haproxy in
+            var options = ApplierOptions()
+            options.strategyOverride = .incremental
+            let applier = try applier(haproxy, [definition(haproxy, "servers", value: .ip)], options: options)
+            try await applier.synchronize()
+            // Past the entry rules on purpose (validated: true): the rules refuse it before HAProxy ever sees it.
+            let report = try await applier.apply([[set("k", "2001:db8::/32", tag: 1), set("other", "10.0.0.3", tag: 2)]], validated: true)
+            #expect(report.rejections.map(\.key) == [MapKey("k")], "\(report.rejections)")
+            #expect(report.rejections.first?.tag == 1)
+            try expectExact(haproxy, "servers", ["k": "10.0.0.1", "other": "10.0.0.3"])
+            #expect(applier.contents(of: 0)[MapKey("k")] == "10.0.0.1", "the desired state keeps what HAProxy holds")
+            await applier.disconnect()
+        }
+    }
+
     @Test("adopts the live map, then upserts with set/add and deletes without duplicates", arguments: [ApplyStrategy.incremental, .rebuild])
     func upserts(strategy: ApplyStrategy) async throws {
         try await withHAProxy([
