@@ -43,7 +43,12 @@ public enum Inspection {
                 throw error
             }
             await connection.close()
-            findings.append(Finding(subject: "haproxy", ok: true, detail: "\(configuration.haproxy.socket): HAProxy \(info.version), pid \(info.pid)"))
+            findings.append(
+                Finding(
+                    subject: "haproxy", ok: info.isSupported,
+                    detail: info.isSupported
+                        ? "\(configuration.haproxy.socket): HAProxy \(info.version), pid \(info.pid); \(info.behaviour.joined(separator: "; "))"
+                        : "\(configuration.haproxy.socket): HAProxy \(info.version) is not supported (2.4 or later needed)"))
             for map in configuration.maps {
                 let present = loaded.contains("(\(map.path))")
                 findings.append(

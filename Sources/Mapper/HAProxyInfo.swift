@@ -46,9 +46,37 @@ public struct HAProxyInfo: Sendable, Equatable {
     }
 
     /// True before 2.9, where `set map` and `del map` scan the whole list of entries.
-    public var hasLinearSetAndDelete: Bool {
-        let (major, minor) = majorMinor
-        return major < 2 || (major == 2 && minor < 9)
+    public var hasLinearSetAndDelete: Bool { isBefore(2, 9) }
+
+    /// True before 3.2, where `set map` answers a value it cannot parse with silence and keeps
+    /// the old value: a silent answer proves nothing and is confirmed by reading the map back.
+    public var answersRefusedValuesSilently: Bool { isBefore(3, 2) }
+
+    /// The oldest version the bridge works with: 2.4 (measured here: 2.4, 2.6, 2.8, 3.0, 3.2, 3.3).
+    public static let oldestSupported = (major: 2, minor: 4)
+    /// The newest version measured; later ones are used, with a warning.
+    public static let newestTested = (major: 3, minor: 3)
+
+    public var isSupported: Bool { !isBefore(Self.oldestSupported.major, Self.oldestSupported.minor) }
+    public var isNewerThanTested: Bool { !isBefore(Self.newestTested.major, Self.newestTested.minor + 1) }
+
+    func isBefore(_ major: Int, _ minor: Int) -> Bool {
+        let version = majorMinor
+        return version.major < major || (version.major == major && version.minor < minor)
+    }
+
+    /// What the bridge does differently on this version, one phrase each (for `check` and logs).
+    public var behaviour: [String] {
+        var notes: [String] = []
+        notes.append(
+            hasLinearSetAndDelete
+                ? "set/del scan the whole map (before 2.9): large batches on large maps are applied as atomic rebuilds"
+                : "set/del use a tree (2.9 and later): batches are applied incrementally unless a rebuild is cheaper")
+        if answersRefusedValuesSilently {
+            notes.append("a refused typed value gets no answer (before 3.2): silent set map answers on _ip/_int maps are confirmed by reading the map back")
+        }
+        if isNewerThanTested { notes.append("newer than the last version tested (\(Self.newestTested.major).\(Self.newestTested.minor)): used as that one") }
+        return notes
     }
 }
 

@@ -190,6 +190,12 @@ public final class MapApplier {
         let fresh = try await RuntimeConnection.connect(to: endpoint, options: options.connection)
         do {
             let current = try HAProxyInfo(parsing: try await fresh.execute(RuntimeCommand.showInfo()).text)
+            guard current.isSupported else {
+                await fresh.close()
+                throw MapperError(
+                    .unsupportedVersion,
+                    "HAProxy \(current.version) is not supported: mapbridge needs HAProxy \(HAProxyInfo.oldestSupported.major).\(HAProxyInfo.oldestSupported.minor) or later")
+            }
             if current.stopping {
                 await fresh.close()
                 throw MapperError(.connectionClosed, "the HAProxy worker answering is stopping (a reload is in progress)")
@@ -209,7 +215,10 @@ public final class MapApplier {
             }
             logger.info(
                 "connected to HAProxy runtime API",
-                metadata: ["haproxy.endpoint": "\(endpoint)", "haproxy.pid": "\(current.pid)", "haproxy.version": "\(current.version)"])
+                metadata: [
+                    "haproxy.endpoint": "\(endpoint)", "haproxy.pid": "\(current.pid)", "haproxy.version": "\(current.version)",
+                    "haproxy.behaviour": "\(current.behaviour.joined(separator: "; "))",
+                ])
         } catch {
             await fresh.close()
             throw RuntimeConnection.unwrap(error)
@@ -489,7 +498,7 @@ public final class MapApplier {
                 // A silent answer to `set map` on a typed-value map proves nothing: HAProxy 2.4 to
                 // 3.0 answer a value they cannot parse with silence and keep the old one. Read the
                 // map back and count only what it now holds.
-                if definition.valueType != .str {
+                if definition.valueType != .str, info?.answersRefusedValuesSilently ?? true {
                     let silent = zip(plan.updates, answers).filter { $0.1.isEmpty && $0.0.value != nil }.map(\.0)
                     if !silent.isEmpty {
                         let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))

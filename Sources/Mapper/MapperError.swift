@@ -18,6 +18,8 @@ public struct MapperError: Error, CustomStringConvertible, Sendable, Equatable {
         case badEndpoint
         /// A state file could not be read or written.
         case stateFile
+        /// The HAProxy reached is older than the oldest version the bridge supports.
+        case unsupportedVersion
         /// A stored state file is not whole (cut short, empty, changed): it is never used.
         case damagedState
     }

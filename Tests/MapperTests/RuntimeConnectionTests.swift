@@ -119,3 +119,36 @@ struct RuntimeConnectionTests {
         }
     }
 }
+
+@Suite("HAProxy versions")
+struct HAProxyVersionTests {
+    func info(_ version: String) -> HAProxyInfo { HAProxyInfo(pid: 1, startTimeSec: 1, uptimeSec: 1, version: version, stopping: false) }
+
+    @Test("what each version gets: support, set/del cost, silent refusals")
+    func versions() {
+        #expect(!info("2.3.10").isSupported && !info("1.8.30").isSupported)
+        for version in ["2.4.0", "2.6.12-1+deb12u4", "2.8.0", "3.0.0", "3.2.0", "3.3.0", "3.4-dev2"] { #expect(info(version).isSupported, "\(version)") }
+        #expect(info("2.8.0").hasLinearSetAndDelete && !info("2.9.0").hasLinearSetAndDelete && !info("3.0.0").hasLinearSetAndDelete)
+        #expect(info("3.0.0").answersRefusedValuesSilently && !info("3.2.0").answersRefusedValuesSilently && !info("3.3.0").answersRefusedValuesSilently)
+        #expect(!info("3.3.0").isNewerThanTested && info("3.4-dev2").isNewerThanTested)
+        #expect(info("2.6.12").behaviour.count == 2 && info("3.2.0").behaviour.count == 1)
+    }
+
+    @Test("a version older than 2.4 is refused at connect, naming it")
+    func refusedAtConnect() async throws {
+        let peer = try FakeRuntimePeer { command in
+            command.hasPrefix("show info") ? .answer("Name: HAProxy\nVersion: 2.2.30\nPid: 42\nStart_time_sec: 1\n") : .answer("")
+        }
+        defer { peer.shutdown() }
+        let applier = MapApplier(
+            maps: [MapDefinition(name: "hosts", path: "/m/hosts.map")], initial: [nil], endpoint: try RuntimeEndpoint(parsing: peer.endpoint),
+            options: ApplierOptions(), logger: .init(label: "test"))
+        do {
+            _ = try await applier.synchronize()
+            Issue.record("connected to HAProxy 2.2")
+        } catch let error as MapperError {
+            #expect(error.code == .unsupportedVersion && error.reason.contains("HAProxy 2.2.30 is not supported"), "\(error)")
+        }
+        await applier.disconnect()
+    }
+}
