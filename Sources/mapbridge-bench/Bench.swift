@@ -25,9 +25,16 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Measure only these, comma-separated: ceilings, naive, w1, w2, w3, w4.") var only: String?
     @Option(help: "Record each bridge run with `perf record -g` into this directory (w1.perf.data, ...), with the bridge's log (w1.log).") var perf: String?
 
+    @Option(help: "The HAProxy binary to measure (any build; Debian's by default). Same as MAPBRIDGE_TEST_HAPROXY.") var haproxy: String?
+
     func wanted(_ name: String) -> Bool { only.map { $0.split(separator: ",").contains(Substring(name)) } ?? true }
 
     func run() async throws {
+        if let haproxy {
+            // Read once, on first use, by the fixtures that start HAProxy: set before anything does.
+            guard FileManager.default.isExecutableFile(atPath: haproxy) else { throw ValidationError("--haproxy: \(haproxy) is not an executable") }
+            setenv("MAPBRIDGE_TEST_HAPROXY", haproxy, 1)
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = .error
