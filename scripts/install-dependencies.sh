@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mapbridge needs to build, test and run its demo on Debian (bookworm), when missing:
 # HAProxy, librdkafka (with its mock cluster), pkg-config, curl and socat for the demo, and
-# docker-compose and systemd-analyze, which the tests use to check the deployment examples. Swift itself is not packaged by
+# docker-compose, systemd-analyze and promtool, which the tests use to check the deployment examples. Swift itself is not packaged by
 # Debian: it must be installed from swift.org (6.x); this script says so when it is missing.
 set -euo pipefail
 
@@ -13,6 +13,8 @@ command -v socat >/dev/null 2>&1 || missing+=(socat)
 # The tests check the deployment examples with the tools that read them.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# promtool checks the example Prometheus alerting rules.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ! pkg-config --exists rdkafka 2>/dev/null || [ ! -f /usr/include/librdkafka/rdkafka_mock.h ]; then
     missing+=(librdkafka-dev)
 fi

@@ -25,6 +25,8 @@ final class BridgeMetrics: Sendable {
     let backlogEvents = Gauge(label: "mapbridge_backlog_events")
     let backlogBytes = Gauge(label: "mapbridge_backlog_bytes")
     let inSync = Gauge(label: "mapbridge_haproxy_in_sync")
+    /// 1 when `/readyz` answers 200 (consuming, connected, synchronised), else 0: for alerts.
+    let ready = Gauge(label: "mapbridge_ready")
     let persistDuration = Timer(label: "mapbridge_state_persist_duration_seconds", preferredDisplayUnit: .seconds)
     let persistErrors = Counter(label: "mapbridge_state_persist_errors_total")
     let applyDuration = Timer(label: "mapbridge_apply_duration_seconds", preferredDisplayUnit: .seconds)

@@ -79,13 +79,15 @@ public final class BridgeService: Service, Sendable {
                 "kafka.group": "\(configuration.kafka.groupID)",
                 "maps": "\(configuration.maps.map(\.name).joined(separator: ","))", "librdkafka": "\(librdkafkaVersion)",
             ])
-        // Consumer lag, every second, from a task of its own: it matters most when the pipeline is
-        // stuck waiting for HAProxy.
+        // Consumer lag and readiness, every second, from a task of its own: they matter most when
+        // the pipeline is stuck waiting for HAProxy.
         let metrics = pipeline.metrics
         let status = self.status
         let lagTask = Task { [weak consumer] in
             while !Task.isCancelled, let consumer {
-                let committed = status.snapshot.committed
+                let snapshot = status.snapshot
+                metrics.ready.record(snapshot.isReady ? 1 : 0)
+                let committed = snapshot.committed
                 let assigned = consumer.currentAssignment
                 for (partition, high) in consumer.highWatermarks where assigned.contains(partition) {
                     metrics.lag(partition, max(0, high - (committed[partition] ?? 0)))

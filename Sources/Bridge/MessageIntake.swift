@@ -160,6 +160,15 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         }
     }
 
+    func verify(storedOffsets beyond: [TopicPartition: (stored: Int64, logEnd: Int64)]) -> KafkaError? {
+        let details = beyond.sorted { $0.key < $1.key }.map { "\($0.key) is at \($0.value.stored) but its log ends at \($0.value.logEnd)" }
+        let error = ForeignStateError(
+            directory: store?.directory ?? "?",
+            problems: ["its offsets are beyond the end of the partitions' logs (a topic deleted and created again, or another cluster): \(details.joined(separator: ", "))"])
+        refusalStorage.withLock { $0 = error }
+        return KafkaError(.operation, error.description)
+    }
+
     func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {
         commits.record(offsets, error: error)
     }

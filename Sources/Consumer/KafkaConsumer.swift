@@ -47,6 +47,9 @@ public protocol KafkaConsumerDelegate: AnyObject, Sendable {
     /// before any partition is assigned. An error stops the consumer: it is reported through
     /// ``failed(_:)`` and nothing is consumed.
     func verify(clusterID: String?) -> KafkaError?
+    /// Stored offsets (from ``startingOffsets(_:)``) beyond their partition's log end: the state
+    /// was built from another log. An error stops the consumer, as for ``verify(clusterID:)``.
+    func verify(storedOffsets beyond: [TopicPartition: (stored: Int64, logEnd: Int64)]) -> KafkaError?
     /// librdkafka reported a fatal error; the consumer has stopped.
     func failed(_ error: KafkaError)
 }
@@ -54,6 +57,7 @@ public protocol KafkaConsumerDelegate: AnyObject, Sendable {
 extension KafkaConsumerDelegate {
     public func startingOffsets(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] { [:] }
     public func verify(clusterID: String?) -> KafkaError? { nil }
+    public func verify(storedOffsets beyond: [TopicPartition: (stored: Int64, logEnd: Int64)]) -> KafkaError? { nil }
 }
 
 /// librdkafka's high-level consumer, polled on a thread of its own so that nothing blocks the Swift
@@ -531,10 +535,26 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Sets, in the list about to be assigned, the offset each partition starts at when the
     /// delegate's durable state is behind the group's commit (or the group has none): the state
     /// must not miss the events between. Otherwise the committed offset applies, as usual.
-    private func applyStartingOffsets(_ handle: OpaquePointer, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+    ///
+    /// Stored offsets beyond a partition's log end mean the state was built from another log (a
+    /// topic deleted and created again, another cluster): the delegate is asked, and false is
+    /// returned (the consumer stops) when it refuses.
+    private func applyStartingOffsets(_ handle: OpaquePointer, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Bool {
         let list = PartitionList.read(partitions).map(\.0)
         let stored = delegate.startingOffsets(list)
-        guard !stored.isEmpty else { return }
+        guard !stored.isEmpty else { return true }
+        var beyond: [TopicPartition: (stored: Int64, logEnd: Int64)] = [:]
+        for (partition, offset) in stored where offset > 0 {
+            var low: Int64 = -1
+            var high: Int64 = -1
+            let error = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high, 5000)
+            if error == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 && offset > high { beyond[partition] = (offset, high) }
+        }
+        if !beyond.isEmpty, let refusal = delegate.verify(storedOffsets: beyond) {
+            logger.critical("the consumer stops", metadata: ["error": "\(refusal.reason)"])
+            shared.withLock { $0.fatal = $0.fatal ?? refusal }
+            return false
+        }
         var committed: [TopicPartition: Int64] = [:]
         let error = PartitionList.with(list.map { ($0, nil) }) { query in
             let error = rd_kafka_committed(handle, query, 10000)
@@ -565,6 +585,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 "starting partitions from the stored state's offsets, behind the group's commit",
                 metadata: ["kafka.offsets": "\(rewound.joined(separator: " "))"])
         }
+        return true
     }
 
     /// Asks the delegate whether the cluster reached is the one its state belongs to, once, before
@@ -604,7 +625,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         let new = found.filter { !assignment.contains($0) }
         guard !new.isEmpty, verifyCluster(client.handle) else { return }
         PartitionList.with(new.map { ($0, nil) }) { list in
-            applyStartingOffsets(client.handle, list)
+            guard applyStartingOffsets(client.handle, list) else { return }
             if let failure = rd_kafka_incremental_assign(client.handle, list) {
                 logger.error("assigning partitions failed; trying again", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])
                 rd_kafka_error_destroy(failure)
@@ -641,7 +662,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         switch error {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             guard verifyCluster(handle) else { return }
-            if let partitions { applyStartingOffsets(handle, partitions) }
+            if let partitions, !applyStartingOffsets(handle, partitions) { return }
             if cooperative {
                 if let failure = rd_kafka_incremental_assign(handle, partitions) {
                     logger.error("incremental assign failed", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])

@@ -67,14 +67,8 @@ enum TypeSyntax {
             if mask.contains(".") {
                 guard isIPv4(mask) else { return false }
             } else {
-                // strtol, as str2mask calls it: leading blanks and a sign allowed, nothing after.
-                guard !mask.isEmpty else { return false }
-                let parsed: (value: Int, rest: Bool) = mask.withCString { pointer in
-                    var end: UnsafeMutablePointer<CChar>?
-                    let value = strtol(pointer, &end, 10)
-                    return (value, end.map { $0.pointee != 0 } ?? true)
-                }
-                guard !parsed.rest, UInt32(truncatingIfNeeded: parsed.value) <= 32 else { return false }
+                // strtol, as str2mask calls it.
+                guard let bits = cNumber(mask, signed: true), bits <= 32 else { return false }
             }
         }
         return isIPv4(String(address))
@@ -84,17 +78,23 @@ enum TypeSyntax {
         var address = Substring(text)
         if let slash = text.lastIndex(of: "/") {
             address = text[..<slash]
-            let bits = String(text[text.index(after: slash)...])
-            guard !bits.isEmpty else { return false }
             // strtoul, as str62net calls it.
-            let parsed: (value: UInt, rest: Bool) = bits.withCString { pointer in
-                var end: UnsafeMutablePointer<CChar>?
-                let value = strtoul(pointer, &end, 10)
-                return (value, end.map { $0.pointee != 0 } ?? true)
-            }
-            guard !parsed.rest, UInt32(truncatingIfNeeded: parsed.value) <= 128 else { return false }
+            guard let bits = cNumber(String(text[text.index(after: slash)...]), signed: false), bits <= 128 else { return false }
         }
         return isIPv6(String(address))
+    }
+
+    /// A prefix length as HAProxy reads it with C's `strtol` (`signed`) or `strtoul`: leading
+    /// blanks and a sign allowed, nothing after the digits, and the result compared as the
+    /// `unsigned` HAProxy casts it to (so `-1` is huge). Nil when the text is empty or not all read.
+    static func cNumber(_ text: String, signed: Bool) -> UInt32? {
+        guard !text.isEmpty else { return nil }
+        return text.withCString { pointer -> UInt32? in
+            var end: UnsafeMutablePointer<CChar>?
+            let value = signed ? UInt(bitPattern: strtol(pointer, &end, 10)) : strtoul(pointer, &end, 10)
+            guard let end, end.pointee == 0 else { return nil }
+            return UInt32(truncatingIfNeeded: value)
+        }
     }
 
     /// An `_ip` map's value (`map_parse_ip`): what `buf2ip` reads (four decimal parts up to 255,

@@ -40,7 +40,7 @@ public final class TopicReader: @unchecked Sendable {
     private let consumer: KafkaConsumer
 
     public init(bootstrapServers: String, topic: String, logger: Logger = testLogger("test.reader")) throws {
-        var configuration = KafkaConsumer.Configuration(bootstrapServers: bootstrapServers, groupID: "reader-\(UUID().uuidString)", topics: [topic])
+        let configuration = KafkaConsumer.Configuration(bootstrapServers: bootstrapServers, groupID: "reader-\(UUID().uuidString)", topics: [topic])
         consumer = try KafkaConsumer(configuration: configuration, delegate: recorder, logger: logger)
         try consumer.start()
     }

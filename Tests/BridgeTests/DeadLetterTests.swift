@@ -85,40 +85,59 @@ struct DeadLetterTests {
     /// Replaced by the sentinel map's real path when the table is produced.
     static let haproxyPathPlaceholder = "@SENTINEL_PATH@"
 
-    @Test("a dead letter is acknowledged before its source offset is committed; a failed one is sent again")
-    func acknowledgedBeforeCommit() async throws {
+    /// HAProxy with a `hosts` map, and a harness with a one-partition `changes` topic and its
+    /// dead-letter topic `changes.dlq`, with a configuration for both (not started).
+    func withDeadLetterTopic(_ body: (HAProxyProcess, BridgeHarness, inout BridgeConfiguration) async throws -> Void) async throws {
         try await withHAProxy([TestMap("hosts")]) { haproxy in
             try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
                 var configuration = harness.configuration(
                     socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
                 configuration.deadLetterTopic = "changes.dlq"
-                try harness.produce(topic: "changes", key: "a", value: EndToEndTests.jsonEvent("hosts", "a.example.com", "be_a"))
-                try harness.produce(topic: "changes", key: "bad", value: "{broken")
-                try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
-                try harness.flush()
-                let invalidOffset: Int64 = 1
-                // Every produce request fails for a while (an error librdkafka does not retry itself,
-                // so each delivery fails at once; the bridge sends it again, with backoff).
-                harness.cluster.failRequests(.produce, with: Array(repeating: 29, count: 6))  // TOPIC_AUTHORIZATION_FAILED
-                harness.start(configuration)
-                try await waitUntil("both valid events in HAProxy", timeout: 60) {
-                    EndToEndTests().mapMatches(haproxy, "hosts", ["a.example.com": "be_a", "b.example.com": "be_b"])
-                }
-                try await waitUntil("dead-letter deliveries to fail", timeout: 30) { harness.status.deadLetterFailures >= 3 }
-                var samples = 0
-                while harness.status.deadLettered == 0 && samples < 20 {
-                    let committed = try harness.committedOffsets()[TopicPartition("changes", 0)] ?? 0
-                    #expect(committed <= invalidOffset, "committed past an invalid event whose dead letter is not acknowledged")
-                    samples += 1
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                #expect(samples > 0)
-                try await waitUntil("the dead letter delivered and everything committed", timeout: 60) {
-                    harness.status.deadLettered == 1 && harness.committedEverything()
-                }
-                #expect(harness.status.deadLetterFailures >= 3)
-                try await harness.stop()
+                try await body(haproxy, harness, &configuration)
             }
+        }
+    }
+
+    /// Waits for the bridge to stop, and returns the error it stopped with (nil, recorded as an
+    /// issue, when it stopped without one).
+    func stopError(_ harness: BridgeHarness) async throws -> (any Error)? {
+        try await waitUntil("the bridge to stop", timeout: 60) { harness.exit != nil }
+        guard case .failure(let error) = harness.exit else {
+            Issue.record("the bridge ended without an error")
+            return nil
+        }
+        return error
+    }
+
+    @Test("a dead letter is acknowledged before its source offset is committed; a failed one is sent again")
+    func acknowledgedBeforeCommit() async throws {
+        try await withDeadLetterTopic { haproxy, harness, configuration in
+            try harness.produce(topic: "changes", key: "a", value: EndToEndTests.jsonEvent("hosts", "a.example.com", "be_a"))
+            try harness.produce(topic: "changes", key: "bad", value: "{broken")
+            try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
+            try harness.flush()
+            let invalidOffset: Int64 = 1
+            // Every produce request fails for a while (an error librdkafka does not retry itself,
+            // so each delivery fails at once; the bridge sends it again, with backoff).
+            harness.cluster.failRequests(.produce, with: Array(repeating: 29, count: 6))  // TOPIC_AUTHORIZATION_FAILED
+            harness.start(configuration)
+            try await waitUntil("both valid events in HAProxy", timeout: 60) {
+                EndToEndTests().mapMatches(haproxy, "hosts", ["a.example.com": "be_a", "b.example.com": "be_b"])
+            }
+            try await waitUntil("dead-letter deliveries to fail", timeout: 30) { harness.status.deadLetterFailures >= 3 }
+            var samples = 0
+            while harness.status.deadLettered == 0 && samples < 20 {
+                let committed = try harness.committedOffsets()[TopicPartition("changes", 0)] ?? 0
+                #expect(committed <= invalidOffset, "committed past an invalid event whose dead letter is not acknowledged")
+                samples += 1
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(samples > 0)
+            try await waitUntil("the dead letter delivered and everything committed", timeout: 60) {
+                harness.status.deadLettered == 1 && harness.committedEverything()
+            }
+            #expect(harness.status.deadLetterFailures >= 3)
+            try await harness.stop()
         }
     }
 
@@ -128,71 +147,48 @@ struct DeadLetterTests {
 
     @Test("a dead letter the broker can never take stops the bridge by default, with an error naming it; nothing is committed past it")
     func undeliverableStops() async throws {
-        try await withHAProxy([TestMap("hosts")]) { haproxy in
-            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
-                var configuration = harness.configuration(
-                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
-                configuration.deadLetterTopic = "changes.dlq"
-                try harness.produce(topic: "changes", key: "a", value: EndToEndTests.jsonEvent("hosts", "a.example.com", "be_a"))
-                try harness.produce(topic: "changes", key: "big", value: Self.oversized)
-                try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
-                try harness.flush()
-                harness.start(configuration)
-                try await waitUntil("the bridge to stop", timeout: 60) { harness.exit != nil }
-                guard case .failure(let error) = harness.exit else {
-                    Issue.record("the bridge ended without an error")
-                    return
-                }
-                #expect("\(error)".contains("changes[0]@1") && "\(error)".contains("cannot be delivered"), "\(error)")
-                let committed = try harness.committedOffsets()[TopicPartition("changes", 0)] ?? 0
-                #expect(committed <= 1, "nothing committed past the event whose letter was not delivered")
-                #expect(harness.status.deadLettered == 0)
-            }
+        try await withDeadLetterTopic { haproxy, harness, configuration in
+            try harness.produce(topic: "changes", key: "a", value: EndToEndTests.jsonEvent("hosts", "a.example.com", "be_a"))
+            try harness.produce(topic: "changes", key: "big", value: Self.oversized)
+            try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
+            try harness.flush()
+            harness.start(configuration)
+            guard let error = try await stopError(harness) else { return }
+            #expect("\(error)".contains("changes[0]@1") && "\(error)".contains("cannot be delivered"), "\(error)")
+            let committed = try harness.committedOffsets()[TopicPartition("changes", 0)] ?? 0
+            #expect(committed <= 1, "nothing committed past the event whose letter was not delivered")
+            #expect(harness.status.deadLettered == 0)
         }
     }
 
     @Test("with dead_letter.on_failure: skip, an undeliverable letter is dropped and counted, and commits move past it")
     func undeliverableSkipped() async throws {
-        try await withHAProxy([TestMap("hosts")]) { haproxy in
-            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
-                var configuration = harness.configuration(
-                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
-                configuration.deadLetterTopic = "changes.dlq"
-                configuration.deadLetterFailure = .skip  // what the test is about
-                try harness.produce(topic: "changes", key: "big", value: Self.oversized)
-                try harness.produce(topic: "changes", key: "bad", value: "{small and broken")
-                try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
-                try harness.flush()
-                harness.start(configuration)
-                try await waitUntil("everything committed", timeout: 60) { harness.committedEverything() }
-                #expect(harness.status.deadLettered == 1, "the small letter is delivered")
-                #expect(EndToEndTests().mapMatches(haproxy, "hosts", ["b.example.com": "be_b"]))
-                #expect(harness.exit == nil, "the bridge runs on")
-                try await harness.stop()
-            }
+        try await withDeadLetterTopic { haproxy, harness, configuration in
+            configuration.deadLetterFailure = .skip  // what the test is about
+            try harness.produce(topic: "changes", key: "big", value: Self.oversized)
+            try harness.produce(topic: "changes", key: "bad", value: "{small and broken")
+            try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("hosts", "b.example.com", "be_b"))
+            try harness.flush()
+            harness.start(configuration)
+            try await waitUntil("everything committed", timeout: 60) { harness.committedEverything() }
+            #expect(harness.status.deadLettered == 1, "the small letter is delivered")
+            #expect(EndToEndTests().mapMatches(haproxy, "hosts", ["b.example.com": "be_b"]))
+            #expect(harness.exit == nil, "the bridge runs on")
+            try await harness.stop()
         }
     }
 
     @Test("a dead letter still refused after dead_letter.retry_timeout_ms stops the bridge (bounded retries)")
     func retriesAreBounded() async throws {
-        try await withHAProxy([TestMap("hosts")]) { haproxy in
-            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
-                var configuration = harness.configuration(
-                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
-                configuration.deadLetterTopic = "changes.dlq"
-                configuration.deadLetterRetryTimeoutMilliseconds = 2000  // what the test is about (default 60 s)
-                try harness.produce(topic: "changes", key: "bad", value: "{broken")
-                try harness.flush()
-                harness.cluster.failRequests(.produce, with: Array(repeating: 29, count: 10_000))  // TOPIC_AUTHORIZATION_FAILED, for good
-                harness.start(configuration)
-                try await waitUntil("the bridge to stop", timeout: 60) { harness.exit != nil }
-                guard case .failure(let error) = harness.exit else {
-                    Issue.record("the bridge ended without an error")
-                    return
-                }
-                #expect("\(error)".contains("still failing after 2000 ms"), "\(error)")
-                #expect(harness.status.deadLetterFailures >= 2, "it was sent again before giving up")
-            }
+        try await withDeadLetterTopic { haproxy, harness, configuration in
+            configuration.deadLetterRetryTimeoutMilliseconds = 2000  // what the test is about (default 60 s)
+            try harness.produce(topic: "changes", key: "bad", value: "{broken")
+            try harness.flush()
+            harness.cluster.failRequests(.produce, with: Array(repeating: 29, count: 10_000))  // TOPIC_AUTHORIZATION_FAILED, for good
+            harness.start(configuration)
+            guard let error = try await stopError(harness) else { return }
+            #expect("\(error)".contains("still failing after 2000 ms"), "\(error)")
+            #expect(harness.status.deadLetterFailures >= 2, "it was sent again before giving up")
         }
     }
 
@@ -216,33 +212,28 @@ struct DeadLetterTests {
 
     @Test("offsets that move without any map changing are stored too: a restart does not dead-letter the same events again")
     func noReplayAfterRestart() async throws {
-        try await withHAProxy([TestMap("hosts")]) { haproxy in
-            try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
-                var configuration = harness.configuration(
-                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))], topics: [.init(name: "changes", format: .json)])
-                configuration.deadLetterTopic = "changes.dlq"
-                let reader = try TopicReader(bootstrapServers: harness.cluster.bootstrapServers, topic: "changes.dlq")
-                harness.start(configuration)
-                for n in 0..<20 { try harness.produce(topic: "changes", key: "bad\(n)", value: "{broken \(n)") }
-                try harness.flush()
-                try await waitUntil("the broken events dead-lettered and committed", timeout: 60) {
-                    harness.status.deadLettered == 20 && harness.committedEverything()
-                }
-                try await harness.stop()
-                let stored = try StateFiles.readOffsets(path: "\(configuration.groupStateDirectory)/offsets")
-                #expect(stored?["changes:0"] == 20, "the offsets file records what was handled: \(String(describing: stored))")
-
-                harness.start(configuration)
-                try harness.produce(topic: "changes", key: "bad20", value: "{broken 20")
-                try harness.flush()
-                try await waitUntil("the new broken event dead-lettered and committed", timeout: 60) {
-                    harness.status.deadLettered == 1 && harness.committedEverything()
-                }
-                try await waitUntil("the dead letters read back", timeout: 30) { reader.messages.count >= 21 }
-                #expect(reader.messages.count == 21, "each broken event dead-lettered once")
-                await reader.close()
-                try await harness.stop()
+        try await withDeadLetterTopic { haproxy, harness, configuration in
+            let reader = try TopicReader(bootstrapServers: harness.cluster.bootstrapServers, topic: "changes.dlq")
+            harness.start(configuration)
+            for n in 0..<20 { try harness.produce(topic: "changes", key: "bad\(n)", value: "{broken \(n)") }
+            try harness.flush()
+            try await waitUntil("the broken events dead-lettered and committed", timeout: 60) {
+                harness.status.deadLettered == 20 && harness.committedEverything()
             }
+            try await harness.stop()
+            let stored = try StateFiles.readOffsets(path: "\(configuration.groupStateDirectory)/offsets")
+            #expect(stored?["changes:0"] == 20, "the offsets file records what was handled: \(String(describing: stored))")
+
+            harness.start(configuration)
+            try harness.produce(topic: "changes", key: "bad20", value: "{broken 20")
+            try harness.flush()
+            try await waitUntil("the new broken event dead-lettered and committed", timeout: 60) {
+                harness.status.deadLettered == 1 && harness.committedEverything()
+            }
+            try await waitUntil("the dead letters read back", timeout: 30) { reader.messages.count >= 21 }
+            #expect(reader.messages.count == 21, "each broken event dead-lettered once")
+            await reader.close()
+            try await harness.stop()
         }
     }
 

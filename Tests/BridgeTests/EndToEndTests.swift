@@ -193,7 +193,7 @@ struct EndToEndTests {
         do {
             try await haproxy.start()
             try await withBridgeHarness(topics: [("haproxy.map-changes", 2), ("haproxy.hosts", 2)]) { harness in
-                var configuration = try BridgeConfiguration.load(
+                let configuration = try BridgeConfiguration.load(
                     path: "\(root)/config/mapbridge.yaml",
                     environment: [
                         "MAPBRIDGE_KAFKA_BROKERS": harness.cluster.bootstrapServers, "MAPBRIDGE_HAPROXY_SOCKET": "unix://\(directory.file("admin.sock"))",

@@ -76,4 +76,84 @@ struct OperationsTests {
             }
         }
     }
+
+    /// The `mapbridge_*` series an expression names (a histogram's `_bucket` series as it is served).
+    static func seriesNames(_ expression: String) -> Set<String> {
+        var names = Set<String>()
+        var rest = Substring(expression)
+        while let start = rest.range(of: "mapbridge_") {
+            let name = rest[start.lowerBound...].prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+            names.insert(String(name))
+            rest = rest[name.endIndex...]
+        }
+        return names
+    }
+
+    @Test("the Grafana dashboard and the alert rules name only series a running bridge serves; promtool accepts the rules")
+    func dashboardAndAlerts() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dashboardPath = root.appendingPathComponent("config/grafana/mapbridge-dashboard.json").path
+        let rulesPath = root.appendingPathComponent("config/prometheus/mapbridge-alerts.yml").path
+        let dashboard = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dashboardPath))) as? [String: Any]
+        let panels = try #require(dashboard?["panels"] as? [[String: Any]])
+        var expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(expressions.count >= panels.count, "every panel has a query")
+        let rules = try String(contentsOfFile: rulesPath, encoding: .utf8)
+        expressions += rules.split(separator: "\n").filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("expr:") }.map(String.init)
+        let named = expressions.reduce(into: Set<String>()) { $0.formUnion(Self.seriesNames($1)) }
+        #expect(named.count >= 20, "\(named.sorted())")
+
+        // promtool, from Debian's prometheus package (the test command installs it).
+        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let checker = try #require(promtool, "promtool is missing: apt-get install prometheus (scripts/install-dependencies.sh does)")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: checker)
+        process.arguments = ["check", "rules", rulesPath]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        process.waitUntilExit()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(said)")
+
+        // A running bridge, with each kind of activity the panels show: valid, invalid and
+        // dead-lettered events, batches, lag, commits.
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 2), ("changes.dlq", 1)]) { harness in
+                let directory = try TemporaryDirectory()
+                defer { directory.remove() }
+                let port = try freePort()
+                let yaml = """
+                    kafka: { brokers: "\(harness.cluster.bootstrapServers)", group_id: ops }
+                    haproxy: { socket: "\(haproxy.endpoint)" }
+                    topics: [{ name: changes, format: json }]
+                    maps: { hosts: { path: \(haproxy.mapPath("hosts")) } }
+                    dead_letter: { topic: changes.dlq }
+                    state: { directory: \(directory.file("state")) }
+                    http: { listen: "127.0.0.1:\(port)" }
+                    """
+                let bridge = try BridgeProcess(yaml: yaml, directory: directory)
+                try bridge.start()
+                defer { bridge.kill9() }
+                for n in 0..<50 {
+                    try harness.produce(topic: "changes", key: "k\(n)", value: EndToEndTests.jsonEvent("hosts", "k\(n).example.com", "be_\(n)"))
+                }
+                try harness.produce(topic: "changes", key: "bad", value: "{broken")
+                try harness.flush()
+                var served = ""
+                try await waitUntil("every kind of activity in /metrics", timeout: 60) {
+                    served = (try? httpGet(port: port, path: "/metrics"))?.body ?? ""
+                    return ["mapbridge_events_dead_lettered_total", "mapbridge_consumer_lag", "mapbridge_offsets_committed_total"].allSatisfy {
+                        Self.sample(served, $0) ?? 0 > 0 || $0 == "mapbridge_consumer_lag" && Self.sample(served, $0) != nil
+                    } && Self.sample(served, "mapbridge_ready") == 1
+                }
+                let servedNames = Set(served.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
+                    line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
+                })
+                let missing = named.subtracting(servedNames)
+                #expect(missing.isEmpty, "named by the dashboard or the rules, not served: \(missing.sorted())")
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 import Bridge
 import Consumer
 import Foundation
+import Mapper
 import TestSupport
 import Testing
 
@@ -103,6 +104,23 @@ struct StateOwnershipTests {
             #expect(!otherCluster.logLines(containing: "Kafka cluster").isEmpty, "the error names the cluster")
             #expect(Self.live(first)["from-the-other-cluster.example.com"] == nil, "nothing was consumed from the other cluster")
             #expect(Self.live(first).count == 500)
+        }
+    }
+
+    @Test("stored offsets beyond the end of a partition's log (a topic deleted and created again) are refused: exit 2")
+    func offsetsBeyondTheLog() async throws {
+        try await withTwoEdges { first, _, clusters, directory in
+            // What a topic deleted and created again looks like from the state directory: offsets
+            // far past the new log's end (written the way the bridge writes them).
+            let offsetsPath = directory.file("state/edge-1/offsets")
+            var offsets = try #require(try StateFiles.readOffsets(path: offsetsPath))
+            offsets["changes:0"] = 1_000_000
+            try StateFiles.writeAtomically(path: offsetsPath, bytes: StateFiles.offsetsFile(offsets))
+            let again = try BridgeProcess(
+                yaml: Self.yaml(cluster: clusters[0], group: "edge-1", haproxy: first, state: directory.file("state")), directory: directory, name: "again")
+            try again.start()
+            #expect(try await again.waitForExit(timeout: 60) == 2)
+            #expect(!again.logLines(containing: "changes[0] is at 1000000 but its log ends at").isEmpty, "\(again.log().suffix(600))")
         }
     }
 
