@@ -152,3 +152,26 @@ struct HAProxyVersionTests {
         await applier.disconnect()
     }
 }
+
+@Suite("Cost model per HAProxy version")
+struct CostModelVersionTests {
+    func model(_ version: String) -> ApplyCostModel {
+        ApplyCostModel(info: HAProxyInfo(pid: 1, startTimeSec: 1, uptimeSec: 1, version: version, stopping: false))
+    }
+
+    @Test("2,000 updates on a 100,000-entry map: a rebuild before 2.9 (set/del scan the map), incremental from 3.0")
+    func choice() {
+        for version in ["2.4.0", "2.6.12", "2.8.0"] {
+            let model = model(version)
+            #expect(model.linearSetDelete)
+            #expect(model.rebuild(entries: 100_000) < model.incremental(updates: 2000, adds: 0, mapSize: 100_000), "\(version)")
+        }
+        for version in ["3.0.0", "3.2.0", "3.3.0", "3.4-dev1"] {
+            let model = model(version)
+            #expect(!model.linearSetDelete)
+            #expect(model.incremental(updates: 2000, adds: 0, mapSize: 100_000) < model.rebuild(entries: 100_000), "\(version)")
+        }
+        #expect(model("3.2.0").perCommand > model("3.3.0").perCommand, "each version starts from its own measured figure")
+        #expect(model("2.8.0").perScannedEntry > model("2.6.12").perScannedEntry)
+    }
+}
