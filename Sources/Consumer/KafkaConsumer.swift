@@ -229,8 +229,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 answer.resume(throwing: KafkaError(.operation, "the consumer is closed"))
                 return
             }
-            let nanoseconds = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) {
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.dispatchInterval) {
                 answer.resume(throwing: KafkaError(.operation, "the commit got no answer within \(timeout)"))
             }
         }
@@ -339,10 +338,9 @@ public final class KafkaConsumer: @unchecked Sendable {
             return !state.stopping
         }
         if first { rd_kafka_yield(client.handle) }
-        let nanoseconds = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
         let closed = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
             DispatchQueue.global().async {
-                let done = self.finished.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success
+                let done = self.finished.wait(timeout: .now() + timeout.dispatchInterval) == .success
                 if done { self.finished.signal() }
                 continuation.resume(returning: done)
             }
@@ -766,5 +764,12 @@ public enum KafkaMetadata {
             if topics.contains(name) && topic.err == RD_KAFKA_RESP_ERR_NO_ERROR { counts[name] = topic.partition_cnt }
         }
         return counts
+    }
+}
+
+extension Duration {
+    /// The same span for Dispatch's deadlines.
+    var dispatchInterval: DispatchTimeInterval {
+        .nanoseconds(Int(components.seconds) * 1_000_000_000 + Int(components.attoseconds / 1_000_000_000))
     }
 }
