@@ -254,6 +254,16 @@ struct ConfigDecoder {
         return chosen
     }
 
+    /// A YAML scalar as the JSON value it stands for: `true`/`false`, a number, `null`, else text.
+    static func scalar(_ text: String) -> JSONScalar {
+        switch text {
+        case "true": return .bool(true)
+        case "false": return .bool(false)
+        case "null", "~": return .null
+        default: return Double(text).map { .number($0) } ?? .string(text)
+        }
+    }
+
     mutating func decode(_ root: ConfigNode) -> BridgeConfiguration {
         let top = section(
             root, "", allowed: ["kafka", "haproxy", "topics", "maps", "batch", "backlog", "commit", "dead_letter", "shutdown", "log", "state", "http"])
@@ -355,27 +365,53 @@ struct ConfigDecoder {
             if items.isEmpty { problems.append("topics: required: at least one topic") }
             for (index, item) in items.enumerated() {
                 let path = "topics[\(index)]"
-                let fields = section(item, path, allowed: ["name", "format", "map"])
+                let fields = section(item, path, allowed: ["name", "format", "map", "key_field", "value_field", "delete_when"])
                 guard let name = string(fields["name"], "\(path).name"), !name.isEmpty else {
                     problem("\(path).name", item, "required")
                     continue
                 }
                 let format = choice(fields["format"], "\(path).format", default: BridgeConfiguration.Topic.Format.json)
                 let map = string(fields["map"], "\(path).map")
+                var recordFields: RecordFields?
                 switch format {
+                case .record, .debezium:
+                    let keyField = string(fields["key_field"], "\(path).key_field")
+                    let valueField = string(fields["value_field"], "\(path).value_field")
+                    if keyField?.isEmpty ?? true { problem("\(path).key_field", fields["key_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map key") }
+                    if valueField?.isEmpty ?? true { problem("\(path).value_field", fields["value_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map value") }
+                    var condition: RecordFields.DeleteCondition?
+                    if let deleteWhen = fields["delete_when"] {
+                        if format == .debezium {
+                            problem("\(path).delete_when", deleteWhen, "only record topics take delete_when (Debezium's 'd' events delete)")
+                        } else {
+                            let rule = section(deleteWhen, "\(path).delete_when", allowed: ["field", "equals"])
+                            if let field = string(rule["field"], "\(path).delete_when.field"), !field.isEmpty, case .scalar(let text, _)? = rule["equals"] {
+                                condition = .init(field: field, equals: Self.scalar(text))
+                            } else {
+                                problem("\(path).delete_when", deleteWhen, "expected { field: NAME, equals: VALUE }")
+                            }
+                        }
+                    }
+                    recordFields = RecordFields(keyField: keyField ?? "", valueField: valueField ?? "", deleteWhen: condition)
+                    fallthrough
                 case .kv:
                     if let map {
                         if !configuration.maps.contains(where: { $0.name == map }) {
                             problem("\(path).map", fields["map"], "'\(map)' is not one of the maps (\(configuration.maps.map(\.name).joined(separator: ", ")))")
                         }
                     } else {
-                        problem("\(path).map", item, "required for a kv topic: the map its messages change")
+                        problem("\(path).map", item, "required for a \(format.rawValue) topic: the map its messages change")
                     }
                 case .json:
                     if map != nil { problem("\(path).map", fields["map"], "only kv topics name a map (json events name theirs)") }
                 }
                 if configuration.topics.contains(where: { $0.name == name }) { problem("\(path).name", fields["name"], "topic '\(name)' is listed twice") }
-                configuration.topics.append(BridgeConfiguration.Topic(name: name, format: format, map: map))
+                if format == .json || format == .kv {
+                    for extra in ["key_field", "value_field", "delete_when"] where fields[extra] != nil {
+                        problem("\(path).\(extra)", fields[extra], "only record and debezium topics name their fields")
+                    }
+                }
+                configuration.topics.append(BridgeConfiguration.Topic(name: name, format: format, map: map, fields: recordFields))
             }
         case nil, .null?:
             problems.append("topics: required: at least one topic, e.g. topics: [{ name: haproxy.map-changes, format: json }]")

@@ -48,16 +48,19 @@ public struct BridgeConfiguration: Sendable, Equatable {
     }
 
     public struct Topic: Sendable, Equatable {
-        public enum Format: String, Sendable, Equatable, CaseIterable { case json, kv }
+        public enum Format: String, Sendable, Equatable, CaseIterable { case json, kv, record, debezium }
         public var name: String
         public var format: Format
-        /// For `kv` topics: the map every message of the topic changes.
+        /// For `kv`, `record` and `debezium` topics: the map every message of the topic changes.
         public var map: String?
+        /// For `record` and `debezium` topics: the fields (columns) holding the key and value.
+        public var fields: RecordFields?
 
-        public init(name: String, format: Format, map: String? = nil) {
+        public init(name: String, format: Format, map: String? = nil, fields: RecordFields? = nil) {
             self.name = name
             self.format = format
             self.map = map
+            self.fields = fields
         }
     }
 
@@ -166,6 +169,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
             switch topic.format {
             case .json: formats[topic.name] = .json
             case .kv: formats[topic.name] = .kv(map: maps.firstIndex { $0.name == topic.map } ?? 0)
+            case .record:
+                formats[topic.name] = .record(map: maps.firstIndex { $0.name == topic.map } ?? 0, topic.fields ?? RecordFields(keyField: "key", valueField: "value"))
+            case .debezium:
+                formats[topic.name] = .debezium(map: maps.firstIndex { $0.name == topic.map } ?? 0, topic.fields ?? RecordFields(keyField: "key", valueField: "value"))
             }
         }
         return formats

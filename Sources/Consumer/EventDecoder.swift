@@ -5,6 +5,10 @@ public enum EventFormat: Sendable, Equatable {
     /// The message key is the map key, the value the map value, a null value (tombstone) deletes;
     /// every message of the topic belongs to one map (its index in the configured maps).
     case kv(map: Int)
+    /// The value is a JSON record whose fields name the map key and value (``RecordFields``).
+    case record(map: Int, RecordFields)
+    /// The value is a Debezium change event; the row's columns name the map key and value.
+    case debezium(map: Int, RecordFields)
 }
 
 /// One change read from a message.
@@ -62,6 +66,10 @@ public struct EventDecoder: Sendable {
             guard let valueText = String(validating: value, as: UTF8.self) else { return DecodeFailure("invalid_utf8", "the message value is not valid UTF-8") }
             changes.append(DecodedChange(map: map, key: keyText, value: valueText))
             return nil
+        case .record(let map, let fields):
+            return RecordDecoder.record(value, map: map, fields: fields, into: &changes)
+        case .debezium(let map, let fields):
+            return RecordDecoder.debezium(value, map: map, fields: fields, into: &changes)
         case .json:
             guard let value else { return DecodeFailure("tombstone", "a json topic message has a null value (tombstones carry no change)") }
             let start = changes.count

@@ -207,3 +207,45 @@ struct ChangeLineParserTests {
         #expect(reason.contains(#"x\n2026-12-02T00:00:00 critical forged line\u{1b}[31m"#), "\(reason)")
     }
 }
+
+@Suite("Record and Debezium topics in the configuration")
+struct RecordTopicConfigurationTests {
+    static let base = """
+        kafka: { brokers: "k:9092", group_id: edge }
+        maps:
+          hosts: { path: /etc/haproxy/maps/hosts.map }
+        topics:
+        """
+
+    func problems(_ topics: String) -> [String] {
+        do {
+            _ = try BridgeConfiguration.parse(yaml: Self.base + topics, file: "t.yaml", environment: [:])
+            return []
+        } catch let error as ConfigurationError {
+            return error.problems
+        } catch {
+            return ["\(error)"]
+        }
+    }
+
+    @Test("record and debezium topics name their map and fields; delete_when compares JSON scalars")
+    func recordTopics() throws {
+        let configuration = try BridgeConfiguration.parse(
+            yaml: Self.base + """
+
+                  - { name: routes.records, format: record, map: hosts, key_field: host, value_field: backend, delete_when: { field: deleted, equals: true } }
+                  - { name: dbserver1.public.routes, format: debezium, map: hosts, key_field: host, value_field: backend }
+                """, file: "t.yaml", environment: [:])
+        #expect(
+            configuration.topicFormats["routes.records"]
+                == .record(map: 0, RecordFields(keyField: "host", valueField: "backend", deleteWhen: .init(field: "deleted", equals: .bool(true)))))
+        #expect(configuration.topicFormats["dbserver1.public.routes"] == .debezium(map: 0, RecordFields(keyField: "host", valueField: "backend")))
+        let missing = problems("\n  - { name: r, format: record, map: hosts }")
+        #expect(missing.contains { $0.contains("key_field") } && missing.contains { $0.contains("value_field") }, "\(missing)")
+        #expect(problems("\n  - { name: r, format: debezium, key_field: a, value_field: b }").contains { $0.contains(".map") })
+        #expect(problems("\n  - { name: r, format: debezium, map: hosts, key_field: a, value_field: b, delete_when: { field: x, equals: 1 } }").contains {
+            $0.contains("delete_when")
+        })
+        #expect(problems("\n  - { name: r, format: json, key_field: a }").contains { $0.contains("key_field") })
+    }
+}

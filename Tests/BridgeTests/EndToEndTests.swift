@@ -231,4 +231,44 @@ struct EndToEndTests {
             throw error
         }
     }
+
+    @Test("a Debezium topic and a record topic drive a map: create, update, key change, delete, tombstone; an invalid change event is dead-lettered")
+    func recordsAndDebezium() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("dbserver1.public.routes", 1), ("routes.records", 1), ("changes.dlq", 1)]) { harness in
+                var configuration = harness.configuration(
+                    socket: haproxy.endpoint, maps: [("hosts", haproxy.mapPath("hosts"))],
+                    topics: [
+                        .init(name: "dbserver1.public.routes", format: .debezium, map: "hosts", fields: RecordFields(keyField: "host", valueField: "backend")),
+                        .init(
+                            name: "routes.records", format: .record, map: "hosts",
+                            fields: RecordFields(keyField: "host", valueField: "backend", deleteWhen: .init(field: "deleted", equals: .bool(true)))),
+                    ])
+                configuration.deadLetterTopic = "changes.dlq"
+                harness.start(configuration)
+                func change(_ before: String, _ after: String, _ op: String) -> String {
+                    #"{"schema":{"type":"struct","optional":false,"name":"dbserver1.public.routes.Envelope"},"payload":{"before":\#(before),"after":\#(after),"op":"\#(op)","ts_ms":1}}"#
+                }
+                let topic = "dbserver1.public.routes"
+                try harness.produce(topic: topic, key: #"{"host":"a.example.com"}"#, value: change("null", #"{"host":"a.example.com","backend":"be_a"}"#, "c"))
+                try harness.produce(topic: topic, key: #"{"host":"b.example.com"}"#, value: change("null", #"{"host":"b.example.com","backend":"be_b"}"#, "r"))
+                try harness.produce(topic: topic, key: #"{"host":"a.example.com"}"#, value: change("null", #"{"host":"a.example.com","backend":"be_a2"}"#, "u"))
+                try harness.produce(
+                    topic: topic, key: #"{"host":"b.example.com"}"#,
+                    value: change(#"{"host":"b.example.com","backend":"be_b"}"#, #"{"host":"c.example.com","backend":"be_c"}"#, "u"))
+                try harness.produce(topic: topic, key: #"{"host":"a.example.com"}"#, value: change(#"{"host":"a.example.com"}"#, "null", "d"))
+                try harness.produce(topic: topic, key: #"{"host":"a.example.com"}"#, value: nil)
+                try harness.produce(topic: topic, key: "x", value: change("null", "null", "t"))
+                try harness.produce(topic: "routes.records", key: "d", value: #"{"host":"d.example.com","backend":"be_d"}"#)
+                try harness.produce(topic: "routes.records", key: "e", value: #"{"host":"e.example.com","backend":"be_e"}"#)
+                try harness.produce(topic: "routes.records", key: "e", value: #"{"host":"e.example.com","backend":"be_e","deleted":true}"#)
+                try harness.flush()
+                try await waitUntil("every event applied or dead-lettered, and committed", timeout: 60) {
+                    harness.committedEverything() && harness.status.deadLettered == 1
+                }
+                try expectExact(haproxy, "hosts", ["c.example.com": "be_c", "d.example.com": "be_d"])
+                try await harness.stop()
+            }
+        }
+    }
 }

@@ -1,0 +1,172 @@
+import Foundation
+
+/// Which fields of a JSON record (or of a Debezium row) carry the map key and value.
+public struct RecordFields: Sendable, Equatable {
+    public var keyField: String
+    public var valueField: String
+    /// A record whose field `deleteWhen.field` equals `deleteWhen.equals` deletes its key
+    /// (`record` format only).
+    public var deleteWhen: DeleteCondition?
+
+    public struct DeleteCondition: Sendable, Equatable {
+        public var field: String
+        public var equals: JSONScalar
+
+        public init(field: String, equals: JSONScalar) {
+            self.field = field
+            self.equals = equals
+        }
+    }
+
+    public init(keyField: String, valueField: String, deleteWhen: DeleteCondition? = nil) {
+        self.keyField = keyField
+        self.valueField = valueField
+        self.deleteWhen = deleteWhen
+    }
+}
+
+/// A JSON scalar, compared by type and value (`true` is not `"true"`, `1` is `1.0`).
+public enum JSONScalar: Sendable, Equatable, CustomStringConvertible {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+
+    /// Reads a JSONSerialization value; nil for an object or an array.
+    init?(_ value: Any) {
+        switch value {
+        case is NSNull: self = .null
+        case let flag as Bool where type(of: value) == Bool.self: self = .bool(flag)
+        case let number as NSNumber where ["c", "B"].contains(String(cString: number.objCType)): self = .bool(number.boolValue)
+        case let number as NSNumber: self = .number(number.doubleValue)
+        case let text as String: self = .string(text)
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let value): return String(value)
+        case .number(let value): return value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+        case .string(let text): return quoted(text)
+        }
+    }
+}
+
+/// Decodes the `record` and `debezium` formats: JSON documents an upstream system writes in its
+/// own shape, bound to one map, whose key and value are named by field. Strict in the same way as
+/// the event format: a required field missing or of the wrong type makes the message invalid as
+/// a whole (no change of it is used); other fields are ignored.
+enum RecordDecoder {
+    /// A `record` message: the object's `keyField` and `valueField` set the key, or the key is
+    /// deleted when `deleteWhen` matches. A tombstone carries no record: no change.
+    static func record(_ value: UnsafeRawBufferPointer?, map: Int, fields: RecordFields, into changes: inout [DecodedChange]) -> DecodeFailure? {
+        guard let value else { return nil }
+        let object: [String: Any]
+        switch parseObject(value) {
+        case .success(let parsed): object = parsed
+        case .failure(let failure): return failure
+        }
+        let key: String
+        switch text(object, fields.keyField, role: "key") {
+        case .success(let found?): key = found
+        case .success(nil): return DecodeFailure("missing_field", "field \(quoted(fields.keyField)) (the key) is missing")
+        case .failure(let failure): return failure
+        }
+        if let condition = fields.deleteWhen, let present = object[condition.field], JSONScalar(present) == condition.equals {
+            changes.append(DecodedChange(map: map, key: key, value: nil))
+            return nil
+        }
+        switch text(object, fields.valueField, role: "value") {
+        case .success(let found?): changes.append(DecodedChange(map: map, key: key, value: found))
+        case .success(nil): return DecodeFailure("missing_field", "field \(quoted(fields.valueField)) (the value) is missing")
+        case .failure(let failure): return failure
+        }
+        return nil
+    }
+
+    /// A Debezium change event, with or without the `schema`/`payload` wrapper: `c` (create) and
+    /// `r` (snapshot read) set the row's key, `u` sets it and, when the key column changed, deletes
+    /// the old key first, `d` deletes it. The tombstone Debezium writes after a delete carries no
+    /// change (the delete event did it).
+    static func debezium(_ value: UnsafeRawBufferPointer?, map: Int, fields: RecordFields, into changes: inout [DecodedChange]) -> DecodeFailure? {
+        guard let value else { return nil }
+        var envelope: [String: Any]
+        switch parseObject(value) {
+        case .success(let parsed): envelope = parsed
+        case .failure(let failure): return failure
+        }
+        if envelope["schema"] != nil, let payload = envelope["payload"] {
+            guard let unwrapped = payload as? [String: Any] else { return DecodeFailure("bad_field", "'payload' must be an object") }
+            envelope = unwrapped
+        }
+        guard let op = envelope["op"] else { return DecodeFailure("missing_field", "field 'op' is missing (not a Debezium change event)") }
+        guard let op = op as? String else { return DecodeFailure("bad_field", "'op' must be a string") }
+        func row(_ name: String) -> Result<[String: Any]?, DecodeFailure> {
+            switch envelope[name] {
+            case nil, is NSNull: return .success(nil)
+            case let row as [String: Any]: return .success(row)
+            default: return .failure(DecodeFailure("bad_field", "'\(name)' must be an object or null"))
+            }
+        }
+        func key(of row: [String: Any], _ name: String) -> Result<String, DecodeFailure> {
+            switch text(row, fields.keyField, role: "key") {
+            case .success(let found?): return .success(found)
+            case .success(nil): return .failure(DecodeFailure("missing_field", "'\(name)' has no column \(quoted(fields.keyField)) (the key)"))
+            case .failure(let failure): return .failure(failure)
+            }
+        }
+        do {
+            switch op {
+            case "c", "r", "u":
+                guard let after = try row("after").get() else { return DecodeFailure("missing_field", "a '\(op)' event needs 'after'") }
+                let newKey = try key(of: after, "after").get()
+                let newValue: String
+                switch text(after, fields.valueField, role: "value") {
+                case .success(let found?): newValue = found
+                case .success(nil): return DecodeFailure("missing_field", "'after' has no column \(quoted(fields.valueField)) (the value)")
+                case .failure(let failure): return failure
+                }
+                var decoded: [DecodedChange] = []
+                if op == "u", let before = try row("before").get(), case .success(let oldKey) = key(of: before, "before"), !bytesIdentical(oldKey, newKey) {
+                    decoded.append(DecodedChange(map: map, key: oldKey, value: nil))
+                }
+                decoded.append(DecodedChange(map: map, key: newKey, value: newValue))
+                changes += decoded
+                return nil
+            case "d":
+                guard let before = try row("before").get() else { return DecodeFailure("missing_field", "a 'd' event needs 'before'") }
+                changes.append(DecodedChange(map: map, key: try key(of: before, "before").get(), value: nil))
+                return nil
+            default:
+                return DecodeFailure("bad_op", "Debezium op \(quoted(op)) is not one of c, r, u, d (a truncate is not applied)")
+            }
+        } catch {
+            return error
+        }
+    }
+
+    private static func parseObject(_ value: UnsafeRawBufferPointer) -> Result<[String: Any], DecodeFailure> {
+        let data = Data(value)
+        guard let parsed = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+            return .failure(DecodeFailure("bad_json", "not valid JSON"))
+        }
+        guard let object = parsed as? [String: Any] else { return .failure(DecodeFailure("bad_json", "the message is not a JSON object")) }
+        return .success(object)
+    }
+
+    /// A key or value column as map text: a string as it is, a number in its shortest decimal
+    /// form; nil when absent or null; an error for a boolean, object or array.
+    private static func text(_ object: [String: Any], _ field: String, role: String) -> Result<String?, DecodeFailure> {
+        guard let raw = object[field] else { return .success(nil) }
+        switch JSONScalar(raw) {
+        case .null?: return .success(nil)
+        case .string(let text)?: return .success(text)
+        case .number?: return .success(JSONScalar(raw)!.description)
+        default: return .failure(DecodeFailure("bad_field", "field \(quoted(field)) (the \(role)) must be a string or a number"))
+        }
+    }
+
+    private static func bytesIdentical(_ lhs: String, _ rhs: String) -> Bool { lhs.utf8.elementsEqual(rhs.utf8) }
+}
