@@ -498,9 +498,8 @@ final class Pipeline {
             failed.firstFailure = since
             let timeout = Duration.milliseconds(configuration.deadLetterRetryTimeoutMilliseconds)
             guard error.isPermanent || now - since >= timeout else {
-                var backoff = Backoff(initialMilliseconds: 100, maxMilliseconds: 2000)
-                var delay = backoff.next()
-                for _ in 1..<min(failed.attempts, 16) { delay = backoff.next() }
+                // 100 ms after the first failure, doubling up to 2 s.
+                let delay = Duration.milliseconds(min(2000, 100 << min(max(failed.attempts - 1, 0), 5)))
                 if failed.attempts <= 3 || failed.attempts % 10 == 0 {
                     logger.warning(
                         "dead letter not delivered; sending it again (its source offset is not committed meanwhile)",
