@@ -163,7 +163,12 @@ enum RecordDecoder {
         switch JSONScalar(raw) {
         case .null?: return .success(nil)
         case .string(let text)?: return .success(text)
-        case .number?: return .success(JSONScalar(raw)!.description)
+        case .number?:
+            // An integer as its digits, whatever its size (a Double would round past 2^53).
+            if let number = raw as? NSNumber, "qlisQLIS".contains(String(cString: number.objCType)) {
+                return .success(number.stringValue)
+            }
+            return .success(JSONScalar(raw)!.description)
         default: return .failure(DecodeFailure("bad_field", "field \(quoted(field)) (the \(role)) must be a string or a number"))
         }
     }

@@ -31,6 +31,8 @@ struct RecordDecoderTests {
         let format = EventFormat.record(map: 1, withDelete)
         #expect(decode(#"{"host":"api.example.com","backend":"be_api","owner":"team-a"}"#, format).changes == [set("api.example.com", "be_api")])
         #expect(decode(#"{"host":"api.example.com","backend":7}"#, format).changes == [set("api.example.com", "7")])
+        #expect(decode(#"{"host":12345678901234567,"backend":-3}"#, format).changes == [set("12345678901234567", "-3")], "integers keep every digit")
+        #expect(decode(#"{"host":"k","backend":1.5}"#, format).changes == [set("k", "1.5")])
         #expect(decode(#"{"host":"old.example.com","backend":"be_x","deleted":true}"#, format).changes == [del("old.example.com")])
         #expect(decode(#"{"host":"kept.example.com","backend":"be_x","deleted":false}"#, format).changes == [set("kept.example.com", "be_x")])
         #expect(decode(#"{"host":"kept.example.com","backend":"be_x","deleted":"true"}"#, format).changes == [set("kept.example.com", "be_x")], "a string is not the boolean")
