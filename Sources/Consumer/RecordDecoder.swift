@@ -63,27 +63,19 @@ enum RecordDecoder {
     /// deleted when `deleteWhen` matches. A tombstone carries no record: no change.
     static func record(_ value: UnsafeRawBufferPointer?, map: Int, fields: RecordFields, into changes: inout [DecodedChange]) -> DecodeFailure? {
         guard let value else { return nil }
-        let object: [String: Any]
-        switch parseObject(value) {
-        case .success(let parsed): object = parsed
-        case .failure(let failure): return failure
-        }
-        let key: String
-        switch text(object, fields.keyField, role: "key") {
-        case .success(let found?): key = found
-        case .success(nil): return DecodeFailure("missing_field", "field \(quoted(fields.keyField)) (the key) is missing")
-        case .failure(let failure): return failure
-        }
-        if let condition = fields.deleteWhen, let present = object[condition.field], JSONScalar(present) == condition.equals {
-            changes.append(DecodedChange(map: map, key: key, value: nil))
+        do throws(DecodeFailure) {
+            let object = try parseObject(value)
+            let key = try required(object, fields.keyField, role: "key", missing: "field \(quoted(fields.keyField)) (the key) is missing")
+            if let condition = fields.deleteWhen, let present = object[condition.field], JSONScalar(present) == condition.equals {
+                changes.append(DecodedChange(map: map, key: key, value: nil))
+                return nil
+            }
+            let value = try required(object, fields.valueField, role: "value", missing: "field \(quoted(fields.valueField)) (the value) is missing")
+            changes.append(DecodedChange(map: map, key: key, value: value))
             return nil
+        } catch {
+            return error
         }
-        switch text(object, fields.valueField, role: "value") {
-        case .success(let found?): changes.append(DecodedChange(map: map, key: key, value: found))
-        case .success(nil): return DecodeFailure("missing_field", "field \(quoted(fields.valueField)) (the value) is missing")
-        case .failure(let failure): return failure
-        }
-        return nil
     }
 
     /// A Debezium change event, with or without the `schema`/`payload` wrapper: `c` (create) and
@@ -92,86 +84,70 @@ enum RecordDecoder {
     /// change (the delete event did it).
     static func debezium(_ value: UnsafeRawBufferPointer?, map: Int, fields: RecordFields, into changes: inout [DecodedChange]) -> DecodeFailure? {
         guard let value else { return nil }
-        var envelope: [String: Any]
-        switch parseObject(value) {
-        case .success(let parsed): envelope = parsed
-        case .failure(let failure): return failure
-        }
-        if envelope["schema"] != nil, let payload = envelope["payload"] {
-            guard let unwrapped = payload as? [String: Any] else { return DecodeFailure("bad_field", "'payload' must be an object") }
-            envelope = unwrapped
-        }
-        guard let op = envelope["op"] else { return DecodeFailure("missing_field", "field 'op' is missing (not a Debezium change event)") }
-        guard let op = op as? String else { return DecodeFailure("bad_field", "'op' must be a string") }
-        func row(_ name: String) -> Result<[String: Any]?, DecodeFailure> {
-            switch envelope[name] {
-            case nil, is NSNull: return .success(nil)
-            case let row as [String: Any]: return .success(row)
-            default: return .failure(DecodeFailure("bad_field", "'\(name)' must be an object or null"))
+        do throws(DecodeFailure) {
+            var envelope = try parseObject(value)
+            if envelope["schema"] != nil, let payload = envelope["payload"] {
+                guard let unwrapped = payload as? [String: Any] else { throw DecodeFailure("bad_field", "'payload' must be an object") }
+                envelope = unwrapped
             }
-        }
-        func key(of row: [String: Any], _ name: String) -> Result<String, DecodeFailure> {
-            switch text(row, fields.keyField, role: "key") {
-            case .success(let found?): return .success(found)
-            case .success(nil): return .failure(DecodeFailure("missing_field", "'\(name)' has no column \(quoted(fields.keyField)) (the key)"))
-            case .failure(let failure): return .failure(failure)
+            guard let op = envelope["op"] else { throw DecodeFailure("missing_field", "field 'op' is missing (not a Debezium change event)") }
+            guard let op = op as? String else { throw DecodeFailure("bad_field", "'op' must be a string") }
+            func row(_ name: String) throws(DecodeFailure) -> [String: Any]? {
+                switch envelope[name] {
+                case nil, is NSNull: return nil
+                case let row as [String: Any]: return row
+                default: throw DecodeFailure("bad_field", "'\(name)' must be an object or null")
+                }
             }
-        }
-        do {
+            func key(of row: [String: Any], _ name: String) throws(DecodeFailure) -> String {
+                try required(row, fields.keyField, role: "key", missing: "'\(name)' has no column \(quoted(fields.keyField)) (the key)")
+            }
             switch op {
             case "c", "r", "u":
-                guard let after = try row("after").get() else { return DecodeFailure("missing_field", "a '\(op)' event needs 'after'") }
-                let newKey = try key(of: after, "after").get()
-                let newValue: String
-                switch text(after, fields.valueField, role: "value") {
-                case .success(let found?): newValue = found
-                case .success(nil): return DecodeFailure("missing_field", "'after' has no column \(quoted(fields.valueField)) (the value)")
-                case .failure(let failure): return failure
+                guard let after = try row("after") else { throw DecodeFailure("missing_field", "a '\(op)' event needs 'after'") }
+                let newKey = try key(of: after, "after")
+                let newValue = try required(after, fields.valueField, role: "value", missing: "'after' has no column \(quoted(fields.valueField)) (the value)")
+                // The old key, when `before` holds one that differs (REPLICA IDENTITY FULL); a
+                // `before` without it (the default identity) cannot tell, and deletes nothing.
+                if op == "u", let before = try row("before"), let oldKey = try? key(of: before, "before"), !oldKey.utf8.elementsEqual(newKey.utf8) {
+                    changes.append(DecodedChange(map: map, key: oldKey, value: nil))
                 }
-                var decoded: [DecodedChange] = []
-                if op == "u", let before = try row("before").get(), case .success(let oldKey) = key(of: before, "before"), !bytesIdentical(oldKey, newKey) {
-                    decoded.append(DecodedChange(map: map, key: oldKey, value: nil))
-                }
-                decoded.append(DecodedChange(map: map, key: newKey, value: newValue))
-                changes += decoded
-                return nil
+                changes.append(DecodedChange(map: map, key: newKey, value: newValue))
             case "d":
-                guard let before = try row("before").get() else { return DecodeFailure("missing_field", "a 'd' event needs 'before'") }
-                changes.append(DecodedChange(map: map, key: try key(of: before, "before").get(), value: nil))
-                return nil
+                guard let before = try row("before") else { throw DecodeFailure("missing_field", "a 'd' event needs 'before'") }
+                changes.append(DecodedChange(map: map, key: try key(of: before, "before"), value: nil))
             default:
-                return DecodeFailure("bad_op", "Debezium op \(quoted(op)) is not one of c, r, u, d (a truncate is not applied)")
+                throw DecodeFailure("bad_op", "Debezium op \(quoted(op)) is not one of c, r, u, d (a truncate is not applied)")
             }
+            return nil
         } catch {
             return error
         }
     }
 
-    private static func parseObject(_ value: UnsafeRawBufferPointer) -> Result<[String: Any], DecodeFailure> {
-        let data = Data(value)
-        guard let parsed = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
-            return .failure(DecodeFailure("bad_json", "not valid JSON"))
+    private static func parseObject(_ value: UnsafeRawBufferPointer) throws(DecodeFailure) -> [String: Any] {
+        guard let parsed = try? JSONSerialization.jsonObject(with: Data(value), options: [.fragmentsAllowed]) else {
+            throw DecodeFailure("bad_json", "not valid JSON")
         }
-        guard let object = parsed as? [String: Any] else { return .failure(DecodeFailure("bad_json", "the message is not a JSON object")) }
-        return .success(object)
+        guard let object = parsed as? [String: Any] else { throw DecodeFailure("bad_json", "the message is not a JSON object") }
+        return object
     }
 
     /// A key or value column as map text: a string as it is, a number in its shortest decimal
-    /// form; nil when absent or null; an error for a boolean, object or array.
-    private static func text(_ object: [String: Any], _ field: String, role: String) -> Result<String?, DecodeFailure> {
-        guard let raw = object[field] else { return .success(nil) }
+    /// form. `missing` is the reason when it is absent or null; a boolean, object or array is a
+    /// `bad_field`.
+    private static func required(_ object: [String: Any], _ field: String, role: String, missing: String) throws(DecodeFailure) -> String {
+        guard let raw = object[field] else { throw DecodeFailure("missing_field", missing) }
         switch JSONScalar(raw) {
-        case .null?: return .success(nil)
-        case .string(let text)?: return .success(text)
+        case .null?: throw DecodeFailure("missing_field", missing)
+        case .string(let text)?: return text
         case .number?:
             // An integer as its digits, whatever its size (a Double would round past 2^53).
             if let number = raw as? NSNumber, "qlisQLIS".contains(String(cString: number.objCType)) {
-                return .success(number.stringValue)
+                return number.stringValue
             }
-            return .success(JSONScalar(raw)!.description)
-        default: return .failure(DecodeFailure("bad_field", "field \(quoted(field)) (the \(role)) must be a string or a number"))
+            return JSONScalar(raw)!.description
+        default: throw DecodeFailure("bad_field", "field \(quoted(field)) (the \(role)) must be a string or a number")
         }
     }
-
-    private static func bytesIdentical(_ lhs: String, _ rhs: String) -> Bool { lhs.utf8.elementsEqual(rhs.utf8) }
 }
