@@ -27,11 +27,21 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
-        // The Kafka side: consumer, producer, embedded broker, event decoding, offset tracking.
+        // The decisions, pure: value types that take inputs and return what to do (desired maps,
+        // batch planning and strategy, compaction, offsets and commits, batch policy, partition
+        // ownership, the consumer's lifecycle). No C, no NIO, no file descriptors, no blocking.
+        .target(
+            name: "Core",
+            dependencies: [
+                .product(name: "DequeModule", package: "swift-collections")
+            ]
+        ),
+        // The Kafka side: consumer, producer, embedded broker, event decoding.
         .target(
             name: "Consumer",
             dependencies: [
                 "CRdKafka",
+                "Core",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -40,6 +50,7 @@ let package = Package(
         .target(
             name: "Mapper",
             dependencies: [
+                "Core",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -50,6 +61,7 @@ let package = Package(
         .target(
             name: "Bridge",
             dependencies: [
+                "Core",
                 "Consumer",
                 "Mapper",
                 .product(name: "Logging", package: "swift-log"),
@@ -66,6 +78,7 @@ let package = Package(
             name: "mapbridge",
             dependencies: [
                 "Bridge",
+                "Core",
                 "Consumer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -79,6 +92,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "Bridge",
+                "Core",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -86,6 +100,7 @@ let package = Package(
             name: "mapbridge-bench",
             dependencies: [
                 "Bridge",
+                "Core",
                 "Consumer",
                 "Mapper",
                 "TestSupport",
@@ -94,8 +109,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ConsumerTests", dependencies: ["Consumer", "TestSupport"]),
-        .testTarget(name: "MapperTests", dependencies: ["Mapper", "TestSupport"]),
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "TestSupport"]),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
+        .testTarget(name: "ConsumerTests", dependencies: ["Consumer", "Core", "TestSupport"]),
+        .testTarget(name: "MapperTests", dependencies: ["Mapper", "Core", "TestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "Core", "TestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import DequeModule
 import Foundation
 import Synchronization
@@ -75,7 +76,7 @@ final class Backlog: Sendable {
     /// is called then, under the backlog's lock, so that the pause and a ``takeResume(_:)`` that
     /// follows it reach the consumer in that order (called after the lock, a pause could land after
     /// the pipeline had already drained the backlog and resumed: the consumer then stayed paused
-    /// for good, as a benchmark run showed).
+    /// for good).
     @discardableResult
     func push(_ chunk: Batch, pause: () -> Void = {}) -> Bool {
         guard !chunk.isEmpty else { return false }

@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Mapper
 
 /// An event that cannot be applied, with what a dead letter needs to carry. A class, so that
@@ -28,29 +29,6 @@ struct MessageRecord: Sendable {
     var invalid: InvalidEvent?
     /// How many changes it held (they may since be compacted into others').
     var changeCount: Int32 = 0
-}
-
-/// One valid change read from a message, or several of one key compacted in the backlog.
-struct PendingChange: Sendable {
-    var map: Int
-    var key: MapKey
-    var value: String?
-    /// Its message's index in the batch's (or chunk's) messages: the first of the changes
-    /// compacted into it, which keeps the changes in message order.
-    var message: Int
-    /// The message whose change decided the value (the last compacted into it), to name in a
-    /// report of a refused change.
-    var source: Int
-    /// How many change events were compacted into this one (for counting what was applied).
-    var events: Int32 = 1
-
-    init(map: Int, key: MapKey, value: String?, message: Int) {
-        self.map = map
-        self.key = key
-        self.value = value
-        self.message = message
-        self.source = message
-    }
 }
 
 /// Messages and their changes, in arrival order: what the consumer hands over in one burst, and,
@@ -156,33 +134,6 @@ struct Batch: Sendable {
     }
 }
 
-/// Where each (map, key) of the backlog's newest chunk has its pending change, so that the changes
-/// that follow compact into it.
-struct CompactionIndex {
-    /// Per map: the index of the key's current change, or ``mixed`` once a change from another
-    /// partition came (the key's changes are then kept one by one: revoking either partition
-    /// must not take the other's changes with it).
-    var positions: [[MapKey: Int]] = []
-    /// How many keys each map held before the last reset: the next fill reserves as many.
-    private var sizes: [Int] = []
-
-    static let mixed = -1
-    static let absent = -2
-
-    mutating func reset() {
-        sizes = positions.map(\.count)
-        positions = []
-    }
-
-    mutating func prepare(map: Int) {
-        while positions.count <= map {
-            var fresh: [MapKey: Int] = [:]
-            if positions.count < sizes.count { fresh.reserveCapacity(sizes[positions.count]) }
-            positions.append(fresh)
-        }
-    }
-}
-
 extension Batch {
     /// Appends `other`, compacting each change into this batch's pending change of the same
     /// (map, key) from the same partition, exactly as ``Coalescer`` will reduce them: a set after a
@@ -201,30 +152,33 @@ extension Batch {
             change.source += base
             index.prepare(map: change.map)
             // One hash and probe per event: the slot is read and written in place.
-            merge(change, into: &index.positions[change.map][change.key, default: CompactionIndex.absent])
+            merge(change, into: &index.positions[change.map][change.key, default: .absent])
         }
     }
 
-    private mutating func merge(_ change: PendingChange, into position: inout Int) {
-        if position == CompactionIndex.absent {
-            position = changes.count
-            bytes += Self.indexBytes
+    private mutating func merge(_ change: PendingChange, into position: inout ChangePosition) {
+        guard let at = position.index else {
+            // Absent: the first change of the key; mixed: every change is kept as it came.
+            if position == .absent { bytes += Self.indexBytes }
+            position = position == .absent ? ChangePosition(changes.count) : .mixed
             changes.append(change)
             return
         }
-        guard position != CompactionIndex.mixed, messages[changes[position].message].partition == messages[change.message].partition else {
-            position = CompactionIndex.mixed
+        let pending = changes[at]
+        let sameSource = messages[pending.message].partition == messages[change.message].partition
+        switch Compaction.merge(pendingIsDelete: pending.value == nil, incomingIsSet: change.value != nil, sameSource: sameSource) {
+        case .separate:
+            position = .mixed
             changes.append(change)
-            return
-        }
-        if change.value != nil && changes[position].value == nil {
-            position = changes.count
+        case .reenter:
+            // The delete stays: the batch's coalescing sees delete then set, and moves the key.
+            position = ChangePosition(changes.count)
             changes.append(change)
-        } else {
-            bytes -= MessageIntake.changeBytes + MessageIntake.stringBytes(change.key.string) + (changes[position].value.map(MessageIntake.stringBytes) ?? 0)
-            changes[position].value = change.value
-            changes[position].source = change.source
-            changes[position].events += change.events
+        case .replace:
+            bytes -= MessageIntake.changeBytes + MessageIntake.stringBytes(change.key.string) + (pending.value.map(MessageIntake.stringBytes) ?? 0)
+            changes[at].value = change.value
+            changes[at].source = change.source
+            changes[at].events += change.events
         }
     }
 

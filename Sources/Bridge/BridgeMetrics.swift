@@ -1,9 +1,10 @@
 import Consumer
+import Core
 import CoreMetrics
 import Foundation
 import Synchronization
 
-/// The metrics of SPEC.md, through swift-metrics (exported by the Prometheus endpoint when the
+/// The metrics the README lists, through swift-metrics (exported by the Prometheus endpoint when the
 /// executable bootstraps it; no-ops otherwise).
 final class BridgeMetrics: Sendable {
     let consumed = Counter(label: "mapbridge_events_consumed_total")

@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Logging
 import Mapper
 import NIOPosix
@@ -44,14 +45,13 @@ public final class BridgeService: Service, Sendable {
         }
         let intake = MessageIntake(configuration: configuration, backlog: backlog, store: store, logger: logger)
         let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
-        intake.onPause { [weak consumer] in consumer?.pause() }
         self.consumer.withLock { $0.value = consumer }
         let stored = try await NIOThreadPool.singleton.runIfActive { try store.load() }
         for (map, state) in zip(configuration.maps, stored) {
             if let contents = state.contents {
                 logger.info(
                     "loaded the stored state",
-                    metadata: ["map": "\(map.name)", "map.entries": "\(contents.count)", "offsets": "\(describeNames(state.offsets))"])
+                    metadata: ["map": "\(map.name)", "map.entries": "\(contents.count)", "offsets": "\(describeOffsets(state.offsets))"])
             } else {
                 logger.info("no stored state yet: HAProxy's live map is the starting state", metadata: ["map": "\(map.name)"])
             }
@@ -111,7 +111,6 @@ public final class BridgeService: Service, Sendable {
             failure = intake.refusal ?? error
         }
         logger.debug("pipeline ended", metadata: ["error": "\(failure.map { "\($0)" } ?? "none")"])
-        intake.onPause(nil)
         backlog.close()
         await consumer.close()
         await deadLetters?.close()
@@ -152,9 +151,4 @@ extension BridgeService {
         ]
         return prefixes.contains { name.hasPrefix($0) } || name == "enable.partition.eof" || name == "offset.store.method"
     }
-}
-
-/// Stored offsets (`topic:partition` names) for logs.
-func describeNames(_ offsets: [String: Int64]) -> String {
-    offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
 }

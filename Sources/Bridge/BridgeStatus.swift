@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Synchronization
 
 /// What the bridge is doing, for health and readiness checks, `check`, logs and tests.

@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Foundation
 import Logging
 import Mapper

@@ -1,8 +1,9 @@
 import Consumer
+import Core
 import Logging
 import Mapper
 
-/// Everything mapbridge is configured with: one YAML file (SPEC.md), with every setting
+/// Everything mapbridge is configured with: one YAML file (the README's Configuration), with every setting
 /// overridable from the environment. Defaults are documented on each field and in the README.
 public struct BridgeConfiguration: Sendable, Equatable {
     public struct Kafka: Sendable, Equatable {

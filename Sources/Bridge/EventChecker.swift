@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Mapper
 
 /// Decodes a message and checks every change it holds with the entry rules: the one judgement of

@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Foundation
 import Logging
 import Mapper
@@ -34,10 +35,10 @@ public enum Inspection {
             let endpoint = try RuntimeEndpoint(parsing: configuration.haproxy.socket)
             let connection = try await RuntimeConnection.connect(to: endpoint, options: configuration.applierOptions.connection)
             let info: HAProxyInfo
-            let loaded: String
+            let loaded: Set<String>
             do {
                 info = try HAProxyInfo(parsing: try await connection.execute(RuntimeCommand.showInfo()).text)
-                loaded = try await connection.execute(RuntimeCommand.listMaps()).text
+                loaded = Set(LoadedMap.parseListing(try await connection.execute(RuntimeCommand.listMaps()).text).map(\.path))
             } catch {
                 await connection.close()
                 throw error
@@ -50,7 +51,7 @@ public enum Inspection {
                         ? "\(configuration.haproxy.socket): HAProxy \(info.version), pid \(info.pid); \(info.behaviour.joined(separator: "; "))"
                         : "\(configuration.haproxy.socket): HAProxy \(info.version) is not supported (2.4 or later needed)"))
             for map in configuration.maps {
-                let present = loaded.contains("(\(map.path))")
+                let present = loaded.contains(map.path)
                 findings.append(
                     Finding(
                         subject: "map \(map.name)", ok: present,
@@ -88,7 +89,27 @@ public enum Inspection {
         public var different: [String]
         public var duplicated: [String]
         public var outOfOrder: Bool
-        public var isExact: Bool { missing.isEmpty && extra.isEmpty && different.isEmpty && duplicated.isEmpty && !outOfOrder }
+        /// Nothing differs (or there is no stored state to compare).
+        public var isExact: Bool
+
+        init(map: String, desired: Int, live: Int) {
+            self.map = map
+            self.desired = desired
+            self.live = live
+            (missing, extra, different, duplicated, outOfOrder, isExact) = ([], [], [], [], false, true)
+        }
+
+        init(map: String, desired: Int, comparison: MapComparison) {
+            self.map = map
+            self.desired = desired
+            live = comparison.liveCount
+            missing = comparison.missing.map(\.string).sorted()
+            extra = comparison.extra.map(\.string).sorted()
+            different = comparison.different.map(\.string).sorted()
+            duplicated = comparison.duplicated.map(\.string).sorted()
+            outOfOrder = comparison.outOfOrder
+            isExact = comparison.isExact
+        }
     }
 
     /// Compares each map's stored desired state with HAProxy's live map. A map with no stored
@@ -106,17 +127,11 @@ public enum Inspection {
                 try MapApplier.checkKnownMap(dump, map)
                 let live = MapDump(body: dump.body)
                 guard let desired = state.contents else {
-                    result.append(
-                        MapDifference(
-                            map: map.name, desired: -1, live: Array(live).count, missing: [], extra: [], different: [], duplicated: [], outOfOrder: false))
+                    result.append(MapDifference(map: map.name, desired: -1, live: Array(live).count))
                     continue
                 }
                 let comparison = MapComparison.compare(desired: desired, live: live, orderSensitive: map.match.isOrderSensitive)
-                result.append(
-                    MapDifference(
-                        map: map.name, desired: desired.count, live: comparison.liveCount, missing: comparison.missing.map(\.string).sorted(),
-                        extra: comparison.extra.map(\.string).sorted(), different: comparison.different.map(\.string).sorted(),
-                        duplicated: comparison.duplicated.map(\.string).sorted(), outOfOrder: comparison.outOfOrder))
+                result.append(MapDifference(map: map.name, desired: desired.count, comparison: comparison))
             }
         } catch {
             await connection.close()

@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Logging
 import Mapper
 import Synchronization
@@ -15,7 +16,6 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
     private let formats: [String: EventFormat]
     private let revokeTimeoutMilliseconds: Int
     private let logger: Logger
-    private let pauseConsumer = Mutex<(@Sendable () -> Void)?>(nil)
     let commits = CommitLedger()
     // Owned by the polling thread.
     private var chunk = Batch()
@@ -33,11 +33,6 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         formats = configuration.topicFormats
         revokeTimeoutMilliseconds = configuration.kafka.revokeTimeoutMilliseconds
         self.logger = logger
-    }
-
-    /// What to call to pause the consumer when the backlog is full.
-    func onPause(_ pause: (@Sendable () -> Void)?) {
-        pauseConsumer.withLock { $0 = pause }
     }
 
     func consume(_ message: ConsumedMessage) {
@@ -98,25 +93,26 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         return total
     }
 
-    func endOfBurst() {
-        guard !chunk.isEmpty else { return }
+    /// Hands the chunk to the backlog; pauses the consumer when that filled it.
+    func endOfBurst() -> FlowControl {
+        guard !chunk.isEmpty else { return .proceed }
         let last = chunk.lastOffsets
         positions.withLock { positions in
             for (partition, offset) in last { positions[partition] = offset + 1 }
         }
-        let pause = pauseConsumer.withLock { $0 }
-        let full = backlog.push(chunk) { pause?() }
+        let full = backlog.push(chunk)
         chunk = Batch()
-        if full {
-            let size = backlog.size
-            logger.notice(
-                "backlog full: pausing consumption until HAProxy catches up", metadata: ["backlog.events": "\(size.events)", "backlog.bytes": "\(size.bytes)"])
-        }
+        guard full else { return .proceed }
+        let size = backlog.size
+        logger.notice(
+            "backlog full: pausing consumption until HAProxy catches up", metadata: ["backlog.events": "\(size.events)", "backlog.bytes": "\(size.bytes)"])
+        return .pause
     }
 
-    func assigned(_ partitions: [TopicPartition]) {
-        endOfBurst()
+    func assigned(_ partitions: [TopicPartition]) -> FlowControl {
+        let flow = endOfBurst()
         backlog.pushAssigned(partitions)
+        return flow
     }
 
     func startingOffsets(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
@@ -129,8 +125,8 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         }
     }
 
+    /// The consumer hands over what was gathered (``endOfBurst()``) before it asks.
     func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] {
-        endOfBurst()
         backlog.remove(partitions: Set(partitions))
         let request = RevokeRequest(partitions: partitions, lost: lost)
         guard backlog.push(request) else { return [:] }

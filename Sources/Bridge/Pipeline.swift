@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Foundation
 import Logging
 import Mapper
@@ -29,15 +30,13 @@ final class Pipeline {
     /// Dead letters the broker refused, waiting for their next attempt.
     private var deadLetterRetries: [(DeadLetter, ContinuousClock.Instant)] = []
     /// The partitions this bridge owns now.
-    private var ownedPartitions: Set<TopicPartition> = []
-    /// Partitions per subscribed topic, from the cluster's metadata.
-    private var partitionCounts: [String: Int32] = [:]
+    private var ownership: PartitionOwnership
+    /// When batches close, how often the state is stored.
+    private var policy: BatchPolicy
     /// Maps changed since their state was last stored.
     private var dirtyMaps: Set<Int> = []
     /// When owned keys were last compared with HAProxy while sharing the maps.
     private var lastAudit = ContinuousClock.now
-    /// Events in the last batch applied: the batch window grows with it (see ``batchWindow``).
-    private var lastBatchEvents = 0
     private var lastCommit = ContinuousClock.now
     private var lastCheck = ContinuousClock.now
     private var shutdownDeadline: ContinuousClock.Instant?
@@ -59,44 +58,22 @@ final class Pipeline {
         self.status = status
         self.metrics = metrics
         self.logger = logger
+        ownership = PartitionOwnership(topics: configuration.topics.map(\.name))
+        policy = BatchPolicy(
+            maxEvents: configuration.batch.maxEvents, maxWait: .milliseconds(configuration.batch.maxWaitMilliseconds),
+            backlogMaxEvents: backlog.maxEvents, commitInterval: .milliseconds(configuration.commitIntervalMilliseconds))
     }
 
-    /// `commit.interval_ms`, stretched so that storing the state takes at most a tenth of the time:
-    /// on a map of millions of entries, writing it every second would otherwise dominate.
-    private var commitInterval: Duration {
-        max(.milliseconds(configuration.commitIntervalMilliseconds), lastPersistDuration * 9)
-    }
-    private var lastPersistDuration: Duration = .zero
     /// The offsets the state directory last recorded (see ``persist()``).
     private var lastStoredOffsets: [TopicPartition: Int64] = [:]
-    /// The most events in the next batch: `batch.max_events`, or, while batches rebuild a map
-    /// (whose cost does not depend on how many changes it carries), the whole backlog.
-    private var batchLimit: Int {
-        rebuilding ? max(configuration.batch.maxEvents, backlog.maxEvents) : configuration.batch.maxEvents
-    }
-    private var rebuilding = false
     private var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
-    /// How long a batch waits for more events after its first: nothing at low rates (latency: a
-    /// lone event goes at once), growing to `batch.max_wait_ms` as batches grow under load
-    /// (throughput: events that arrive while a batch is applied form the next one anyway).
-    var batchWindow: Duration {
-        let full = Duration.milliseconds(configuration.batch.maxWaitMilliseconds)
-        if rebuilding && catchingUp {
-            // Catching up on a map that batches rebuild: a rebuild costs the same whatever it
-            // carries, so wait for as much of the lag as the backlog holds (it closes the batch
-            // early when full), for as long as the last rebuild took.
-            return max(full, min(lastRebuildDuration, Self.longestCatchUpWait))
-        }
-        return full * min(1.0, Double(lastBatchEvents) / Double(Self.fullWindowBatch))
-    }
-    static let fullWindowBatch = 1000
-    static let longestCatchUpWait = Duration.seconds(2)
-    private var lastRebuildDuration: Duration = .zero
+    private var ownedPartitions: Set<TopicPartition> { ownership.owned }
+    private var isExclusive: Bool { ownership.isExclusive }
 
-    /// Whether the broker holds more unconsumed events than a batch takes: the bridge is behind,
-    /// and throughput matters more than the latency of each event.
-    private var catchingUp: Bool {
-        intake.unconsumed(highWatermarks: consumer.highWatermarks, assigned: ownedPartitions) >= Int64(configuration.batch.maxEvents)
+    /// How long the next batch waits for more events after its first.
+    var batchWindow: Duration {
+        let unconsumed = policy.rebuilding ? intake.unconsumed(highWatermarks: consumer.highWatermarks, assigned: ownedPartitions) : 0
+        return policy.window(catchingUp: policy.isCatchingUp(unconsumed: unconsumed))
     }
 
     /// How often owned keys are compared with HAProxy while sharing the maps with other bridges.
@@ -110,9 +87,9 @@ final class Pipeline {
         try consumer.start()
         status.update { $0.consumerStarted = true }
         while true {
-            let idleDeadline = min(lastCommit + commitInterval, lastCheck + checkInterval)
+            let idleDeadline = min(lastCommit + policy.storeInterval, lastCheck + checkInterval)
             guard
-                let item = try await backlog.next(maxEvents: batchLimit, maxWait: batchWindow, idleDeadline: idleDeadline)
+                let item = try await backlog.next(maxEvents: policy.limit, maxWait: batchWindow, idleDeadline: idleDeadline)
             else { break }
             // Resumed as soon as a batch is taken, not once it is applied: the consumer then fetches
             // the next one while HAProxy applies this one.
@@ -131,7 +108,7 @@ final class Pipeline {
             try collectDeadLetters()
             if let pendingFailure { throw pendingFailure }
             let now = ContinuousClock.now
-            if now >= lastCommit + commitInterval { await commit() }
+            if now >= lastCommit + policy.storeInterval { await commit() }
             if now >= lastCheck + checkInterval {
                 lastCheck = now
                 guard try await checkHAProxy() else { break }
@@ -159,19 +136,13 @@ final class Pipeline {
 
     // MARK: - Ownership
 
-    /// True when this bridge owns every partition of its topics: it is then HAProxy's only writer.
-    private var isExclusive: Bool {
-        let total = configuration.topics.reduce(0) { $0 + Int(partitionCounts[$1.name] ?? -1_000_000) }
-        return total > 0 && ownedPartitions.count == total
-    }
-
     /// Stops writing for partitions the consumer no longer holds (revoked while a batch was in
     /// flight and the rebalance could not wait, or lost from the group): their keys now belong to
     /// another bridge, which must not find them overwritten with older values. Returns whether
     /// anything changed.
     @discardableResult
     private func fence() -> Bool {
-        let gone = ownedPartitions.subtracting(consumer.currentAssignment)
+        let gone = ownership.fence(assignment: consumer.currentAssignment)
         guard !gone.isEmpty else { return false }
         release(Array(gone))
         logger.notice("partitions no longer assigned: their keys are not written any more", metadata: ["kafka.partitions": "\(gone.sorted())"])
@@ -182,7 +153,7 @@ final class Pipeline {
     /// them, and the applier writes only the keys of the partitions that remain.
     @discardableResult
     private func release(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
-        ownedPartitions.subtract(partitions)
+        ownership.release(partitions)
         let offsets = tracker.revoke(partitions)
         applier.setOwnership(exclusive: isExclusive, owned: Set(ownedPartitions.map(owners.id)))
         return offsets
@@ -201,9 +172,9 @@ final class Pipeline {
     /// files (the previous owner stored it before committing), then HAProxy is brought in line.
     private func assigned(_ partitions: [TopicPartition]) async throws -> Bool {
         let before = Set(ownedPartitions.map(owners.id))
-        ownedPartitions.formUnion(partitions)
+        ownership.assign(partitions)
         if let counts = try? await consumer.partitionCounts(configuration.topics.map(\.name)) {
-            partitionCounts = counts
+            ownership.learn(partitionCounts: counts)
         }
         do {
             let stored = try await NIOThreadPool.singleton.runIfActive { [store] in try store.reload(except: before) }
@@ -231,7 +202,7 @@ final class Pipeline {
         let started = clock.now
         fence()
         var batch = incoming
-        let foreign = Set(batch.messages.map(\.partition)).subtracting(ownedPartitions)
+        let foreign = ownership.foreign(batch.messages.lazy.map(\.partition))
         if !foreign.isEmpty {
             // Messages of partitions this bridge no longer owns: their new owner reads them again.
             batch.remove(partitions: foreign)
@@ -257,7 +228,7 @@ final class Pipeline {
         let coalesced = Coalescer.coalesce(batch.changes, mapCount: configuration.maps.count, owners: messageOwners)
         let changeEvents = batch.changeEvents
         let distinct = coalesced.reduce(0) { $0 + $1.count }
-        var applied: Outcome?
+        var applied: ApplyReport?
         if distinct > 0 {
             metrics.coalescingRatio.record(Double(changeEvents) / Double(distinct))
             for (map, changes) in coalesced.enumerated() where !changes.isEmpty { dirtyMaps.insert(map) }
@@ -273,12 +244,10 @@ final class Pipeline {
             metrics.commands.increment(by: report.commands)
             metrics.entriesWritten.increment(by: report.entriesWritten)
             for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
-            rebuilding = report.strategies.contains(.rebuild)
-            if rebuilding { lastRebuildDuration = .nanoseconds(report.sendNanoseconds) }
             applied = report
         }
         for ticket in tickets.values { tracker.finish(ticket) }
-        lastBatchEvents = batch.events
+        policy.batchDone(events: batch.events, strategies: applied?.strategies, sendDuration: .nanoseconds(applied?.sendNanoseconds ?? 0))
         let elapsed = clock.now - started
         metrics.applyDuration.recordNanoseconds(elapsed.nanoseconds)
         // Only what HAProxy applied: the events of a key whose change it refused did not change it.
@@ -317,24 +286,13 @@ final class Pipeline {
         return batch.changes.reduce(0) { $0 + (refused.contains(Target(map: $1.map, key: $1.key)) ? Int($1.events) : 0) }
     }
 
-    /// Result of applying a batch once HAProxy has acknowledged it, or nil when abandoned at shutdown.
-    private struct Outcome {
-        var rejections: [Rejection] = []
-        var commands = 0
-        var entriesWritten = 0
-        var strategies: [ApplyStrategy] = []
-        var planNanoseconds: Int64 = 0
-        var sendNanoseconds: Int64 = 0
-    }
-
-    private func applyUntilAcknowledged(_ coalesced: [[KeyChange]]) async throws -> Outcome? {
+    /// Applies a batch until HAProxy has acknowledged it; nil when abandoned at shutdown.
+    private func applyUntilAcknowledged(_ coalesced: [[KeyChange]]) async throws -> ApplyReport? {
         do {
             // Every change passed the same rules in the intake (invalid events never get here).
             let report = try await applier.apply(coalesced, validated: true)
             if report.resyncs > 0 { metrics.resyncs.increment(by: report.resyncs) }
-            return Outcome(
-                rejections: report.rejections, commands: report.commands, entriesWritten: report.entriesWritten, strategies: report.strategies,
-                planNanoseconds: report.planNanoseconds, sendNanoseconds: report.sendNanoseconds)
+            return report
         } catch {
             metrics.haproxyErrors.increment()
             logger.warning("HAProxy did not acknowledge the batch; retrying until it does (nothing is committed meanwhile)", metadata: ["error": "\(error)"])
@@ -345,7 +303,9 @@ final class Pipeline {
             }
         }
         guard let rejections = try await synchronizeUntilDone(reason: "retry") else { return nil }
-        return Outcome(rejections: rejections)
+        var report = ApplyReport(mapCount: coalesced.count)
+        report.rejections = rejections
+        return report
     }
 
     /// Brings HAProxy in line with the desired state, retrying with backoff; the refused changes
@@ -573,9 +533,10 @@ final class Pipeline {
         applier.clearTombstones()
         dirtyMaps.removeAll()
         lastStoredOffsets = offsets
-        lastPersistDuration = clock.now - started
-        logger.debug("state stored", metadata: ["maps": "\(snapshots.count)", "persist.ms": "\(lastPersistDuration.nanoseconds / 1_000_000)"])
-        metrics.persistDuration.recordNanoseconds(lastPersistDuration.nanoseconds)
+        let took = clock.now - started
+        policy.stored(taking: took)
+        logger.debug("state stored", metadata: ["maps": "\(snapshots.count)", "persist.ms": "\(took.nanoseconds / 1_000_000)"])
+        metrics.persistDuration.recordNanoseconds(took.nanoseconds)
         return true
     }
 
@@ -638,16 +599,11 @@ final class Pipeline {
                 status.commits += 1
                 for (partition, offset) in offsets { status.committed[partition] = offset }
             }
-            logger.info("committed acknowledged offsets at shutdown", metadata: ["kafka.offsets": "\(describe(offsets))"])
+            logger.info("committed acknowledged offsets at shutdown", metadata: ["kafka.offsets": "\(describeOffsets(offsets))"])
         } else {
             logger.warning("could not commit at shutdown; the last changes are consumed again after restart (idempotent)")
         }
     }
-}
-
-/// Offsets as `topic[partition]=offset`, for logs.
-func describe(_ offsets: [TopicPartition: Int64]) -> String {
-    offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
 }
 
 /// A dead letter could not be delivered and `dead_letter.on_failure` is `stop`: the bridge stops,

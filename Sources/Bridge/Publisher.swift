@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Logging
 import Mapper
 
@@ -62,7 +63,7 @@ public struct ChangeLineParser: Sendable {
     }
 }
 
-/// The JSON event (SPEC.md's json format) for one change: a set, or a delete when `value` is nil.
+/// The JSON event (the `json` topic format) for one change: a set, or a delete when `value` is nil.
 public func jsonEvent(map: String, key: String, value: String?) -> String {
     if let value {
         return #"{"map":\#(jsonString(map)),"op":"set","key":\#(jsonString(key)),"value":\#(jsonString(value))}"#

@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -272,7 +273,7 @@ final class StateStore: Sendable {
                 if map.writeMapFile {
                     let header = [
                         "Managed by mapbridge: this file is rewritten from the events; change the map through them.",
-                        "offsets \(stored.offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))",
+                        "offsets \(describeOffsets(stored.offsets))",
                     ]
                     let entries = stored.entries.lazy.map { (key: MapKey($0.key), value: $0.value) }
                     try StateFiles.writeAtomically(path: map.path, bytes: StateFiles.mapFile(entries, header: header))

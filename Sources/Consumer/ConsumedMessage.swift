@@ -1,4 +1,5 @@
 import CRdKafka
+import Core
 
 /// A Kafka header.
 public struct KafkaHeader: Sendable, Equatable, Hashable {

@@ -1,4 +1,5 @@
 import CRdKafka
+import Core
 import Foundation
 import Logging
 import Synchronization
@@ -24,14 +25,22 @@ public enum Membership: String, Sendable, CaseIterable {
     case group
 }
 
+/// The delegate's answer to a burst or an assignment: whether the consumer goes on fetching.
+public enum FlowControl: Sendable, Equatable {
+    case proceed
+    /// Stop fetching from every assigned partition (and those assigned later) until ``KafkaConsumer/resume()``.
+    case pause
+}
+
 /// What the consumer reports to its owner. Every method is called on the consumer's polling thread.
 public protocol KafkaConsumerDelegate: AnyObject, Sendable {
     /// One message; valid only during the call.
     func consume(_ message: ConsumedMessage)
-    /// The poll came back empty, or a burst of messages reached its size: hand over what was gathered.
-    func endOfBurst()
+    /// The poll came back empty, or a burst of messages reached its size: hand over what was
+    /// gathered. The answer is carried out on the polling thread before anything else it does.
+    func endOfBurst() -> FlowControl
     /// These partitions are now ours; their messages follow.
-    func assigned(_ partitions: [TopicPartition])
+    func assigned(_ partitions: [TopicPartition]) -> FlowControl
     /// Where the owner's durable state says consumption of these partitions should resume (the
     /// next offset its state does not reflect), for the partitions it knows. The consumer starts
     /// each partition at the lower of this and the group's committed offset.
@@ -122,12 +131,12 @@ public final class KafkaConsumer: @unchecked Sendable {
         case commitNow([TopicPartition: Int64], OneShot)
         case pause
         case resume
-        case query(@Sendable (OpaquePointer) -> Void)
+        /// Work on the handle; `abandon` answers its caller when the consumer closes first.
+        case query(run: @Sendable (OpaquePointer) -> Void, abandon: @Sendable () -> Void)
     }
 
     private struct Shared {
-        var commands: [Command] = []
-        var stopping = false
+        var lifecycle = ConsumerLifecycle<Command, CheckedContinuation<Void, Never>>()
         var assignment: Set<TopicPartition> = []
         var fatal: KafkaError?
         var highWatermarks: [TopicPartition: Int64] = [:]
@@ -138,19 +147,13 @@ public final class KafkaConsumer: @unchecked Sendable {
     private let delegate: any KafkaConsumerDelegate
     private let logger: Logger
     private let shared = Mutex(Shared())
-    private let finished = DispatchSemaphore(value: 0)
-    /// Set once the polling thread started (the consumer never holds the thread: its block holds the
-    /// consumer until the loop ends, and no longer).
-    private let started = Mutex(false)
     // Owned by the polling thread.
     private var assignment: Set<TopicPartition> = []
     private var paused: Set<TopicPartition> = []
     private var pauseRequested = false
     private var topicNames: [UnsafeMutableRawPointer: String] = [:]
-    /// The asynchronous commit librdkafka has not answered yet, and when it was sent.
-    private var commitInFlight: (offsets: [TopicPartition: Int64], since: ContinuousClock.Instant)?
-    /// Offsets asked for while a commit was in flight, merged (the highest per partition).
-    private var pendingCommit: [TopicPartition: Int64] = [:]
+    /// Offsets to commit, merged, one asynchronous commit unanswered at a time.
+    private var commits = CommitQueue()
     /// Whether the cluster was checked with the delegate (before the first assignment).
     private var clusterVerified = false
     /// Direct membership: when the topics are next checked for partitions, and the topics not
@@ -174,7 +177,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 ? offsets.first { $0.2 != RD_KAFKA_RESP_ERR_NO_ERROR }.map { KafkaError(.operation, "commit of \($0.0)", $0.2) }
                 : KafkaError(.operation, "commit", error)
             // Runs inside a poll on the polling thread: the next, merged commit may go now.
-            self.commitInFlight = nil
+            self.commits.answered()
             self.delegate.committed(done, error: failure)
             self.sendPendingCommit()
         }
@@ -201,9 +204,10 @@ public final class KafkaConsumer: @unchecked Sendable {
             let error = rd_kafka_subscribe(client.handle, topics)
             guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(.operation, "subscribe to \(configuration.topics)", error) }
         }
+        guard shared.withLock({ $0.lifecycle.start() }) == .startPolling else { return }
+        // The thread holds the consumer until its loop ends, and no longer.
         let thread = Thread { [self] in self.pollLoop() }
         thread.name = "mapbridge-kafka-poll"
-        started.withLock { $0 = true }
         thread.start()
         logger.info(
             "consumer started",
@@ -258,22 +262,28 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// How many partitions each topic has, from the cluster's metadata (asked on the polling thread).
     public func partitionCounts(_ topics: [String], timeoutMilliseconds: Int32 = 5000) async throws -> [String: Int32] {
+        try await ask { handle in
+            var counts: [String: Int32] = [:]
+            for topic in topics {
+                switch Self.partitionCount(handle, topic, timeoutMilliseconds: timeoutMilliseconds) {
+                case .success(let count?): counts[topic] = count
+                case .success(nil): break
+                case .failure(let error): return .failure(error)
+                }
+            }
+            return .success(counts)
+        }
+    }
+
+    /// Runs `body` on the polling thread and returns its result; throws when the consumer closes first.
+    private func ask<T: Sendable>(_ body: @escaping @Sendable (OpaquePointer) -> Result<T, KafkaError>) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
+            let closed = KafkaError(.operation, "the consumer is closed")
             let accepted = enqueue(
-                .query({ handle in
-                    var counts: [String: Int32] = [:]
-                    for topic in topics {
-                        switch Self.partitionCount(handle, topic, timeoutMilliseconds: timeoutMilliseconds) {
-                        case .success(let count?): counts[topic] = count
-                        case .success(nil): break
-                        case .failure(let error):
-                            continuation.resume(throwing: error)
-                            return
-                        }
-                    }
-                    continuation.resume(returning: counts)
-                }))
-            if !accepted { continuation.resume(throwing: KafkaError(.operation, "the consumer is closed")) }
+                .query(
+                    run: { handle in continuation.resume(with: body(handle).mapError { $0 as any Error }) },
+                    abandon: { continuation.resume(throwing: closed) }))
+            if !accepted { continuation.resume(throwing: closed) }
         }
     }
 
@@ -281,9 +291,9 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// would arrive: for fault-injection tests of what happens next.
     public func injectFatalError(code: Int32, reason: String) {
         enqueue(
-            .query({ handle in
-                _ = rd_kafka_test_fatal_error(handle, rd_kafka_resp_err_t(rawValue: code), reason)
-            }))
+            .query(
+                run: { handle in _ = rd_kafka_test_fatal_error(handle, rd_kafka_resp_err_t(rawValue: code), reason) },
+                abandon: {}))
     }
 
     /// The end of each assigned partition's log (the next offset to be written) as last seen in
@@ -311,19 +321,12 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// The group's committed offsets for these partitions (asks the coordinator).
     public func committedOffsets(_ partitions: [TopicPartition], timeoutMilliseconds: Int32 = 10000) async throws -> [TopicPartition: Int64] {
-        try await withCheckedThrowingContinuation { continuation in
-            let accepted = enqueue(
-                .query({ handle in
-                    PartitionList.with(partitions.map { ($0, nil) }) { list in
-                        let error = rd_kafka_committed(handle, list, timeoutMilliseconds)
-                        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-                            continuation.resume(throwing: KafkaError(.operation, "committed offsets", error))
-                        } else {
-                            continuation.resume(returning: Dictionary(PartitionList.read(list).map { ($0.0, $0.1) }, uniquingKeysWith: { $1 }))
-                        }
-                    }
-                }))
-            if !accepted { continuation.resume(throwing: KafkaError(.operation, "the consumer is closed")) }
+        try await ask { handle in
+            PartitionList.with(partitions.map { ($0, nil) }) { list in
+                let error = rd_kafka_committed(handle, list, timeoutMilliseconds)
+                guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(KafkaError(.operation, "committed offsets", error)) }
+                return .success(Dictionary(PartitionList.read(list).map { ($0.0, $0.1) }, uniquingKeysWith: { $1 }))
+            }
         }
     }
 
@@ -332,18 +335,20 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// commit whose answer is late) is left to finish on its own, and false is returned.
     @discardableResult
     public func close(timeout: Duration = .seconds(5)) async -> Bool {
-        guard started.withLock({ $0 }) else { return true }
-        let first = shared.withLock { state -> Bool in
-            defer { state.stopping = true }
-            return !state.stopping
+        switch shared.withLock({ $0.lifecycle.close() }) {
+        case .closed: return true
+        case .wakeAndWait: rd_kafka_yield(client.handle)
+        case .wait: break
         }
-        if first { rd_kafka_yield(client.handle) }
-        let closed = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            DispatchQueue.global().async {
-                let done = self.finished.wait(timeout: .now() + timeout.dispatchInterval) == .success
-                if done { self.finished.signal() }
-                continuation.resume(returning: done)
+        let closed = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await self.waitForPollingEnd() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
             }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
         if !closed {
             logger.warning("the consumer did not close in time (a request to the broker is still unanswered); not waiting for it")
@@ -351,13 +356,24 @@ public final class KafkaConsumer: @unchecked Sendable {
         return closed
     }
 
+    /// Returns true when the polling thread has ended, false when cancelled first.
+    private func waitForPollingEnd() async -> Bool {
+        let id = Mutex<Int?>(nil)
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let added = shared.withLock { $0.lifecycle.addWaiter(continuation) }
+                if let added { id.withLock { $0 = added } } else { continuation.resume() }
+                if Task.isCancelled, let added, let waiter = shared.withLock({ $0.lifecycle.removeWaiter(added) }) { waiter.resume() }
+            }
+        } onCancel: {
+            if let added = id.withLock({ $0 }), let waiter = shared.withLock({ $0.lifecycle.removeWaiter(added) }) { waiter.resume() }
+        }
+        return shared.withLock { $0.lifecycle.state == .closed }
+    }
+
     @discardableResult
     private func enqueue(_ command: Command) -> Bool {
-        let accepted = shared.withLock { state -> Bool in
-            guard !state.stopping else { return false }
-            state.commands.append(command)
-            return true
-        }
+        let accepted = shared.withLock { $0.lifecycle.enqueue(command) }
         if accepted { rd_kafka_yield(client.handle) }
         return accepted
     }
@@ -372,24 +388,22 @@ public final class KafkaConsumer: @unchecked Sendable {
                 watermarksRead = .now
                 readHighWatermarks()
             }
-            let (commands, stopping, fatal) = shared.withLock { state in
-                defer { state.commands.removeAll() }
-                return (state.commands, state.stopping, state.fatal)
-            }
+            let (turn, fatal) = shared.withLock { ($0.lifecycle.nextTurn(), $0.fatal) }
+            let (commands, stopping) = turn
             for command in commands { execute(command) }
             if configuration.membership == .direct && !stopping && fatal == nil && ContinuousClock.now >= nextDiscovery {
                 discoverPartitions()
                 continue
             }
             if let fatal {
-                if burst > 0 { delegate.endOfBurst() }
+                if burst > 0 { _ = delegate.endOfBurst() }
                 delegate.failed(fatal)
                 break
             }
             if stopping { break }
             guard let message = rd_kafka_consumer_poll(client.handle, burst > 0 ? 0 : configuration.pollTimeoutMilliseconds) else {
                 if burst > 0 {
-                    delegate.endOfBurst()
+                    follow(delegate.endOfBurst())
                     burst = 0
                 }
                 continue
@@ -410,7 +424,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             rd_kafka_message_destroy(message)
             if burst >= configuration.maximumBurst {
-                delegate.endOfBurst()
+                follow(delegate.endOfBurst())
                 burst = 0
             }
         }
@@ -419,18 +433,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.warning("closing the consumer", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
         }
-        let pending = shared.withLock { state in
-            state.stopping = true
-            defer { state.commands.removeAll() }
-            return state.commands
-        }
-        for case .commitNow(_, let continuation) in pending {
-            continuation.resume(throwing: KafkaError(.operation, "the consumer closed before committing"))
-        }
         logger.info("consumer closed; left the group", metadata: ["kafka.group": "\(configuration.groupID)"])
         // Destroyed here, on this thread: destroying blocks, and must not run on the Swift pool.
         client.destroy(flags: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
-        finished.signal()
+        let (unexecuted, waiters) = shared.withLock { $0.lifecycle.pollingEnded() }
+        for case .commitNow(_, let answer) in unexecuted {
+            answer.resume(throwing: KafkaError(.operation, "the consumer closed before committing"))
+        }
+        for case .query(_, let abandon) in unexecuted { abandon() }
+        for waiter in waiters { waiter.resume() }
     }
 
     private func view(of message: UnsafeMutablePointer<rd_kafka_message_t>) -> ConsumedMessage {
@@ -453,10 +464,16 @@ public final class KafkaConsumer: @unchecked Sendable {
             raw: message)
     }
 
+    /// Carries out the delegate's flow control at once, on the polling thread: a pause decided
+    /// before a resume is always carried out before it (the resume comes as a command).
+    private func follow(_ flow: FlowControl) {
+        if flow == .pause { execute(.pause) }
+    }
+
     private func execute(_ command: Command) {
         switch command {
         case .commit(let offsets):
-            for (partition, offset) in offsets { pendingCommit[partition] = max(pendingCommit[partition] ?? offset, offset) }
+            commits.request(offsets)
             sendPendingCommit()
         case .commitNow(let offsets, let answer):
             answer.resume(throwing: commitSynchronously(offsets))
@@ -466,30 +483,21 @@ public final class KafkaConsumer: @unchecked Sendable {
         case .resume:
             pauseRequested = false
             setPaused(paused, false)
-        case .query(let body):
-            body(client.handle)
+        case .query(let run, _):
+            run(client.handle)
         }
     }
 
-    /// Sends the merged pending offsets of assigned partitions as one asynchronous commit, unless
-    /// one is still unanswered. One commit at a time matters with librdkafka 2.0.2: after a broker
-    /// outage, every commit queued meanwhile fails with UNKNOWN_MEMBER_ID, and each failure makes
-    /// the consumer rejoin its group again, so a commit per interval kept it from ever rejoining
-    /// (seen here). Offsets of partitions no longer assigned are dropped, never committed.
+    /// Sends what ``CommitQueue`` says may go now, as one asynchronous commit.
     private func sendPendingCommit() {
-        if let inFlight = commitInFlight {
-            // A commit that stays unanswered for a minute is given up on.
-            guard ContinuousClock.now - inFlight.since > .seconds(60) else { return }
-            logger.warning("an offset commit got no answer for a minute; sending the next one")
-        }
-        let offsets = pendingCommit.filter { assignment.contains($0.key) }
-        pendingCommit.removeAll()
-        guard !offsets.isEmpty else { return }
+        guard case .send(let offsets, let abandoned) = commits.next(assigned: assignment, now: .now) else { return }
+        if abandoned { logger.warning("an offset commit got no answer for a minute; sending the next one") }
         let error = PartitionList.with(offsets.map { ($0.key, $0.value) }) { rd_kafka_commit(client.handle, $0, 1) }
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
+            commits.answered()
             delegate.committed(offsets, error: KafkaError(.operation, "commit", error))
         } else {
-            commitInFlight = (offsets, .now)
+            commits.sent(at: .now)
         }
     }
 
@@ -633,7 +641,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             assignment.formUnion(new)
             shared.withLock { $0.assignment = assignment }
             logger.info("partitions assigned", metadata: ["kafka.partitions": "\(new.sorted())", "kafka.membership": "direct"])
-            delegate.assigned(new)
+            follow(delegate.assigned(new))
             if pauseRequested { setPaused(Set(new), true) }
         }
     }
@@ -676,10 +684,12 @@ public final class KafkaConsumer: @unchecked Sendable {
             shared.withLock { $0.assignment = assignment }
             logger.info(
                 "partitions assigned", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.protocol": "\(cooperative ? "cooperative" : "eager")"])
-            delegate.assigned(list)
+            follow(delegate.assigned(list))
             if pauseRequested { setPaused(Set(list), true) }
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             let lost = rd_kafka_assignment_lost(handle) != 0
+            // What was gathered goes first, with its flow control, while this thread still decides.
+            follow(delegate.endOfBurst())
             let offsets = delegate.revoking(list, lost: lost)
             if lost {
                 logger.warning("partitions lost (evicted from the group): nothing is committed for them", metadata: ["kafka.partitions": "\(list.sorted())"])
@@ -701,12 +711,13 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             assignment.subtract(list)
             paused.subtract(list)
-            for partition in list { pendingCommit[partition] = nil }
+            commits.revoked(list)
             shared.withLock { $0.assignment = assignment }
             logger.info("partitions revoked", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.lost": "\(lost)"])
         default:
             logger.error("rebalance error", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
             let all = Array(assignment)
+            follow(delegate.endOfBurst())
             _ = delegate.revoking(all, lost: true)
             if cooperative {
                 if let failure = rd_kafka_incremental_unassign(handle, partitions) { rd_kafka_error_destroy(failure) }

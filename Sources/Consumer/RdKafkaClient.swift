@@ -1,4 +1,5 @@
 import CRdKafka
+import Core
 import Logging
 import Synchronization
 

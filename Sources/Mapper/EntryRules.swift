@@ -1,3 +1,5 @@
+import Core
+
 /// Why a key or value cannot be given to HAProxy safely and exactly.
 public enum EntryDefect: Sendable, Equatable, CustomStringConvertible {
     public enum Field: String, Sendable { case key, value }

@@ -1,3 +1,4 @@
+import Core
 import Logging
 import NIOCore
 
@@ -6,10 +7,8 @@ public struct ApplierOptions: Sendable, Equatable {
     public var connection = RuntimeConnectionOptions()
     /// The largest payload command in bytes; well under HAProxy's `tune.bufsize`.
     public var payloadBudget = 12288
-    /// Maps smaller than this are always changed incrementally (a rebuild has fixed costs).
-    public var minimumRebuildSize = 512
-    /// Forces one strategy for every batch instead of choosing by cost (tests and diagnostics).
-    public var strategyOverride: ApplyStrategy? = nil
+    /// How each map's batch is sent: by cost, or forced (tests and diagnostics).
+    public var strategy = StrategyChoice()
     /// What may be sent; a change breaking these rules is refused without being sent.
     public var rules = EntryRules.default
     /// On a unix socket, send payload adds each over a short non-interactive session of its own
@@ -54,18 +53,7 @@ public struct SyncReport: Sendable {
 public final class MapApplier {
     struct MapState {
         var definition: MapDefinition
-        var contents: MapContents
-        /// On the first synchronisation, take HAProxy's live contents as the desired ones.
-        var adoptLive: Bool
-        var inSync = false
-        /// The changed keys whose outcome is not known yet: their values before, and their tags.
-        var uncertain: [MapKey: Uncertain] = [:]
-    }
-
-    struct Uncertain {
-        var before: String?
-        var beforeOwner: MapContents.Owner?
-        var tag: Int
+        var desired: DesiredMap
     }
 
     public let endpoint: RuntimeEndpoint
@@ -92,16 +80,16 @@ public final class MapApplier {
         self.endpoint = endpoint
         self.options = options
         self.logger = logger
-        self.maps = zip(maps, initial).map { MapState(definition: $0, contents: $1 ?? MapContents(), adoptLive: $1 == nil) }
+        self.maps = zip(maps, initial).map { MapState(definition: $0, desired: DesiredMap(initial: $1)) }
     }
 
     public var definitions: [MapDefinition] { maps.map(\.definition) }
 
-    public func contents(of map: Int) -> MapContents { maps[map].contents }
+    public func contents(of map: Int) -> MapContents { maps[map].desired.contents }
 
     /// Forgets the maps' tombstones (once the state holding them is stored).
     public func clearTombstones() {
-        for index in maps.indices { maps[index].contents.clearTombstones() }
+        for index in maps.indices { maps[index].desired.contents.clearTombstones() }
     }
 
     /// Switches between being HAProxy's only writer and sharing the maps with other bridges
@@ -120,18 +108,18 @@ public final class MapApplier {
     /// Takes over sources from another bridge: their entries and tombstones in map `map` become
     /// the given ones (its stored view), and the map is compared with HAProxy again.
     public func replace(map: Int, owners: Set<MapContents.Owner>, entries: [MapContents.Entry], tombstones: [MapKey: MapContents.Owner]) {
-        maps[map].contents.replace(owners: owners, with: entries, tombstones: tombstones)
-        maps[map].inSync = false
+        maps[map].desired.contents.replace(owners: owners, with: entries, tombstones: tombstones)
+        maps[map].desired.inSync = false
     }
 
     public var isConnected: Bool { connection?.isActive ?? false }
 
     /// Connected, and every map known to equal its desired contents.
-    public var isInSync: Bool { isConnected && maps.allSatisfy(\.inSync) }
+    public var isInSync: Bool { isConnected && maps.allSatisfy(\.desired.inSync) }
 
     /// Marks every map for comparison with HAProxy at the next ``synchronize()``.
     public func invalidate() {
-        for index in maps.indices { maps[index].inSync = false }
+        for index in maps.indices { maps[index].desired.inSync = false }
     }
 
     public func disconnect() async {
@@ -148,7 +136,7 @@ public final class MapApplier {
         let connection = try await connectIfNeeded(&report)
         report.processChanged = processChangePending
         do {
-            for index in maps.indices where !maps[index].inSync {
+            for index in maps.indices where !maps[index].desired.inSync {
                 // Refused entries go back to their earlier values, which HAProxy may not hold yet:
                 // compare again until the map is exact (an earlier value was accepted once).
                 var attempts = 0
@@ -156,7 +144,7 @@ public final class MapApplier {
                     let refused = report.rejections.count
                     try await resync(index, connection, &report)
                     if report.rejections.count == refused { break }
-                    maps[index].inSync = false
+                    maps[index].desired.inSync = false
                     attempts += 1
                 } while attempts < 3
             }
@@ -253,19 +241,18 @@ public final class MapApplier {
         let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))
         try Self.checkKnownMap(dump, definition)
         let live = MapDump(body: dump.body)
-        if maps[index].adoptLive {
-            maps[index].contents = MapContents(entries: live)
-            maps[index].adoptLive = false
+        if maps[index].desired.adoptLive {
+            maps[index].desired.contents = MapContents(entries: live)
+            maps[index].desired.adoptLive = false
             logger.info(
-                "adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].contents.count)"])
+                "adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].desired.contents.count)"])
         }
         let comparison =
             exclusive
-            ? MapComparison.compare(desired: maps[index].contents, live: live, orderSensitive: definition.match.isOrderSensitive)
-            : MapComparison.compare(desired: maps[index].contents, live: live, owned: owned)
+            ? MapComparison.compare(desired: maps[index].desired.contents, live: live, orderSensitive: definition.match.isOrderSensitive)
+            : MapComparison.compare(desired: maps[index].desired.contents, live: live, owned: owned)
         if comparison.isExact {
-            maps[index].inSync = true
-            maps[index].uncertain = [:]
+            maps[index].desired.settle()
             report.resynced.append((index, .none, comparison))
             return
         }
@@ -283,7 +270,7 @@ public final class MapApplier {
         } else {
             // Key by key: remove extras and every duplicated key, set different values, then add
             // what is missing (including the duplicated keys, now gone).
-            let contents = maps[index].contents
+            let contents = maps[index].desired.contents
             let removals = comparison.extra + comparison.duplicated
             var commands = removals.map { RuntimeCommand.del(definition.path, key: $0.string) }
             let updates = comparison.different.filter { !comparison.duplicated.contains($0) }
@@ -292,11 +279,11 @@ public final class MapApplier {
             for (offset, answer) in answers.enumerated() where !answer.isEmpty && answer.text != "Key not found." {
                 try Self.checkKnownMap(answer, definition)
                 let key = offset < removals.count ? removals[offset] : updates[offset - removals.count]
-                rejections.append(Rejection(map: index, key: key, tag: maps[index].uncertain[key]?.tag, reason: answer.text))
+                rejections.append(Rejection(map: index, key: key, tag: maps[index].desired.tag(of: key), reason: answer.text))
             }
             let adds = (comparison.missing + comparison.duplicated.filter { contents[$0] != nil }).map { ($0, contents[$0]!) }
             rejections += try await addEntries(index, connection, adds, version: nil).rejections
-            for rejection in rejections { revert(index, rejection.key) }
+            for rejection in rejections { maps[index].desired.refuse(rejection.key) }
         }
         for rejection in rejections where rejection.tag == nil {
             // An entry HAProxy refuses that no batch in flight changed cannot be held: it is dropped.
@@ -305,25 +292,11 @@ public final class MapApplier {
                 metadata: ["map": "\(definition.name)", "key": "\(rejection.key)", "reason": "\(rejection.reason)"])
         }
         report.rejections += rejections
-        maps[index].inSync = true
-        maps[index].uncertain = [:]
+        maps[index].desired.settle()
         report.resynced.append((index, strategy, comparison))
     }
 
     // MARK: - Applying batches
-
-    /// A map's part of a batch, planned against its desired contents.
-    private struct Plan {
-        /// `set` (a value) or `del` (nil) commands, encoded only when sent: a batch that rebuilds
-        /// the map sends none of them.
-        var updates: [(change: Int, key: MapKey, value: String?, tag: Int)] = []
-        var adds: [(change: Int, key: MapKey, value: String)] = []
-        /// Changes refused before sending (they break ``EntryRules``).
-        var refused: [Rejection] = []
-        /// The map was in sync before the batch, so the plan reflects what HAProxy holds.
-        var sendable = false
-        var isEmpty: Bool { updates.isEmpty && adds.isEmpty }
-    }
 
     /// Applies one batch: `batch[m]` holds map `m`'s changes, at most one per key, new keys in the
     /// order they should be appended. Returns when HAProxy has acknowledged every command.
@@ -338,12 +311,20 @@ public final class MapApplier {
     public func apply(_ batch: [[KeyChange]], validated: Bool = false) async throws -> ApplyReport {
         precondition(batch.count == maps.count)
         var report = ApplyReport(mapCount: maps.count)
-        var plans: [Int: Plan] = [:]
+        var plans: [Int: MapPlan] = [:]
         let planning = clock.now
         for (index, changes) in batch.enumerated() where !changes.isEmpty {
-            let plan = plan(index, changes, validated: validated)
-            report.rejections += plan.refused
-            plans[index] = plan
+            var accepted = changes
+            if !validated {
+                // Never sent: what HAProxy would refuse, or silently ignore, stays out of the desired state.
+                let definition = maps[index].definition
+                accepted = changes.filter { change in
+                    guard let defect = options.rules.check(key: change.key.string, value: change.value, for: definition) else { return true }
+                    report.rejections.append(Rejection(map: index, key: change.key, tag: change.tag, reason: defect.description))
+                    return false
+                }
+            }
+            plans[index] = maps[index].desired.plan(accepted, orderSensitive: maps[index].definition.match.isOrderSensitive, exclusive: exclusive)
         }
         let sending = clock.now
         report.planNanoseconds = (sending - planning).nanoseconds
@@ -377,86 +358,19 @@ public final class MapApplier {
         return mapped
     }
 
-    /// Takes the changes into the desired contents and works out the commands that bring HAProxy
-    /// from the contents before to the contents after. Until they are acknowledged the map is out of
-    /// sync and the values before are kept, to put back a change HAProxy refuses.
-    private func plan(_ index: Int, _ changes: [KeyChange], validated: Bool) -> Plan {
-        let definition = maps[index].definition
-        let orderSensitive = definition.match.isOrderSensitive
-        var plan = Plan()
-        plan.sendable = maps[index].inSync
-        // Taken out (not copied): a copy-on-write of a map of a million entries on every batch
-        // cost more than applying the batch (measured in the benchmark's W2).
-        var target = MapContents()
-        swap(&target, &maps[index].contents)
-        var uncertain: [MapKey: Uncertain] = [:]
-        swap(&uncertain, &maps[index].uncertain)
-        uncertain.reserveCapacity(uncertain.count + changes.count)
-        for (offset, change) in changes.enumerated() {
-            if !validated, let defect = options.rules.check(key: change.key.string, value: change.value, for: definition) {
-                // Never sent: what HAProxy would refuse, or silently ignore, stays out of the desired state.
-                plan.refused.append(Rejection(map: index, key: change.key, tag: change.tag, reason: defect.description))
-                continue
-            }
-            let (before, beforeOwner) = target.valueAndOwner(of: change.key)
-            if let value = change.value {
-                if before == nil {
-                    plan.adds.append((offset, change.key, value))
-                    target.insertNew(change.key, value, owner: change.owner)
-                } else if change.deletedFirst && orderSensitive {
-                    plan.updates.append((offset, change.key, nil, change.tag))
-                    plan.adds.append((offset, change.key, value))
-                    target.moveToEnd(change.key, value, owner: change.owner)
-                } else if !bytesEqual(before!, value) {
-                    plan.updates.append((offset, change.key, value, change.tag))
-                    target.set(change.key, value, owner: change.owner)
-                } else {
-                    // Same value: nothing to send, but the key now belongs to this source.
-                    target.set(change.key, value, owner: change.owner)
-                    continue
-                }
-            } else if before != nil || !exclusive {
-                // Sharing the map, a key this bridge believes absent may still be in HAProxy: added
-                // by its previous owner after it last stored its state, just before it died (no
-                // stored state names it, so no comparison finds it). `del` is cheap insurance.
-                plan.updates.append((offset, change.key, nil, change.tag))
-                target.remove(change.key, owner: change.owner)
-            } else {
-                target.remove(change.key, owner: change.owner)
-                continue
-            }
-            // Keep the oldest value before: an earlier interrupted batch may already have changed the key.
-            if let known = uncertain[change.key] {
-                uncertain[change.key] = Uncertain(before: known.before, beforeOwner: known.beforeOwner, tag: change.tag)
-            } else {
-                uncertain[change.key] = Uncertain(before: before, beforeOwner: beforeOwner, tag: change.tag)
-            }
-        }
-        maps[index].contents = target
-        maps[index].uncertain = uncertain
-        if !plan.isEmpty { maps[index].inSync = false }
-        return plan
-    }
-
-    private func send(_ index: Int, _ plan: Plan, _ connection: RuntimeConnection, _ report: inout ApplyReport) async throws {
+    private func send(_ index: Int, _ plan: MapPlan, _ connection: RuntimeConnection, _ report: inout ApplyReport) async throws {
         guard !plan.isEmpty else {
-            maps[index].inSync = maps[index].uncertain.isEmpty
+            // Nothing to send; still in sync unless an earlier batch's outcome is unknown.
+            if maps[index].desired.uncertain.isEmpty { maps[index].desired.settle() }
             return
         }
         let definition = maps[index].definition
-        let targetSize = maps[index].contents.count
-        let mapSizeBefore = targetSize - plan.adds.count + plan.updates.count(where: { $0.value == nil })
-        let incrementalCost = costModel.incremental(updates: plan.updates.count, adds: plan.adds.count, mapSize: mapSizeBefore)
-        let rebuildCost = costModel.rebuild(entries: targetSize)
-        let useRebuild: Bool
-        switch options.strategyOverride {
-        case .rebuild?: useRebuild = true
-        case .incremental?: useRebuild = false
-        default: useRebuild = exclusive && mapSizeBefore >= options.minimumRebuildSize && rebuildCost < incrementalCost
-        }
+        let targetSize = maps[index].desired.contents.count
+        let mapSizeBefore = plan.sizeBefore
+        let strategy = options.strategy.choose(plan, sizeAfter: targetSize, costs: costModel, exclusive: exclusive)
 
         var rejections: [Rejection] = []
-        if useRebuild {
+        if strategy == .rebuild {
             report.strategies[index] = .rebuild
             let started = clock.now
             let result = try await rebuild(index, connection)
@@ -466,7 +380,7 @@ public final class MapApplier {
             report.entriesWritten += targetSize
         } else {
             report.strategies[index] = .incremental
-            var adds = plan.adds
+            var adds = plan.adds.map { (change: $0.change, key: $0.key, value: $0.value) }
             var resyncNeeded = false
             if !plan.updates.isEmpty {
                 let started = clock.now
@@ -489,7 +403,7 @@ public final class MapApplier {
                         logger.warning(
                             "HAProxy lacked a key the bridge believed present; adding it and re-reading the map",
                             metadata: ["map": "\(definition.name)", "key": "\(key)"])
-                        adds.append((update.change, key, maps[index].contents[key]!))
+                        adds.append((update.change, key, maps[index].desired.contents[key]!))
                         resyncNeeded = true
                     default:
                         rejections.append(Rejection(map: index, key: key, tag: update.tag, reason: answer.text))
@@ -515,7 +429,7 @@ public final class MapApplier {
                     }
                 }
                 // A refused set or del left HAProxy as it was: so must the desired state be.
-                for rejection in rejections { revert(index, rejection.key) }
+                for rejection in rejections { maps[index].desired.refuse(rejection.key) }
                 if resyncNeeded { adds.sort { $0.change < $1.change } }
             }
             let refused = Set(rejections.map(\.key))
@@ -525,47 +439,31 @@ public final class MapApplier {
             costModel.observePayload(adds.count, seconds: (clock.now - started).seconds)
             report.commands += result.commands
             report.entriesWritten += adds.count
-            var restores: [(key: MapKey, value: String)] = []
-            for rejection in result.rejections {
-                // A key moved by del+add whose add was refused is gone from HAProxy: restore its old value.
-                if case .some(.some(let value)) = maps[index].uncertain[rejection.key]?.before {
-                    restores.append((rejection.key, value))
-                }
-                revert(index, rejection.key)
-            }
+            let restores = refuseAdds(index, result.rejections)
             rejections += result.rejections
             if !restores.isEmpty {
-                for restore in restores {
-                    maps[index].contents.moveToEnd(restore.key, restore.value, owner: maps[index].contents.owner(of: restore.key) ?? MapContents.unowned)
-                }
                 let restored = try await addEntries(index, connection, restores, version: nil)
                 report.commands += restored.commands
                 if !restored.rejections.isEmpty { resyncNeeded = true }
             }
             if resyncNeeded {
                 report.resyncs += 1
-                maps[index].uncertain = [:]
+                maps[index].desired.forgetUncertain()
                 var sync = SyncReport()
                 try await resync(index, connection, &sync)
                 rejections += sync.rejections
             }
         }
         report.rejections += rejections
-        maps[index].uncertain = [:]
-        maps[index].inSync = true
+        maps[index].desired.settle()
     }
 
-    /// Puts a refused key back to its value before the batch; a refused entry no batch in flight
-    /// changed cannot be held by HAProxy, so it leaves the desired state.
-    private func revert(_ index: Int, _ key: MapKey) {
-        guard let known = maps[index].uncertain[key] else {
-            maps[index].contents.remove(key)
-            return
-        }
-        if let value = known.before {
-            maps[index].contents.set(key, value, owner: known.beforeOwner ?? MapContents.unowned)
-        } else {
-            maps[index].contents.remove(key)
+    /// Payload adds HAProxy refused: each key goes back to its value before the batch. Returns the
+    /// entries to add again: keys whose earlier value HAProxy no longer holds (a list-matched key
+    /// deleted to move it to the end, or an entry of a rebuilt version).
+    private func refuseAdds(_ index: Int, _ rejections: [Rejection]) -> [(key: MapKey, value: String)] {
+        rejections.compactMap { rejection in
+            maps[index].desired.refuse(rejection.key, wasAdd: true).map { (rejection.key, $0) }
         }
     }
 
@@ -579,15 +477,9 @@ public final class MapApplier {
         guard prepared.text.hasPrefix("New version created: "), let version = Int(prepared.text.dropFirst("New version created: ".count)) else {
             throw MapperError(.protocolViolation, "unexpected answer to 'prepare map \(definition.path)': '\(prepared.text.prefix(200))'")
         }
-        let entries = maps[index].contents.entries(ordered: definition.match.isOrderSensitive)
+        let entries = maps[index].desired.contents.entries(ordered: definition.match.isOrderSensitive)
         var result = try await addEntries(index, connection, entries, version: version)
-        var restores: [(key: MapKey, value: String)] = []
-        for rejection in result.rejections {
-            if case .some(.some(let value)) = maps[index].uncertain[rejection.key]?.before {
-                restores.append((rejection.key, value))
-            }
-            revert(index, rejection.key)
-        }
+        let restores = refuseAdds(index, result.rejections)
         if !restores.isEmpty {
             let restored = try await addEntries(index, connection, restores, version: version)
             result.commands += restored.commands
@@ -646,7 +538,7 @@ public final class MapApplier {
                 // interactive one (a reload in between: "Version number in the future"), so its
                 // refusal proves nothing. Carry on through the interactive session from the first
                 // line its process lacks: a line really refused is refused there again, and found
-                // as below. (Measured: taking such an answer as a refusal dropped changes.)
+                // as below.
                 separateSessions = false
                 start += chunk.entries.lowerBound + added
                 logger.debug(
@@ -658,7 +550,7 @@ public final class MapApplier {
                 throw MapperError(.protocolViolation, "HAProxy refused a payload for map \(definition.name) yet holds all of it: '\(answer.text.prefix(200))'")
             }
             let refused = lines[lines.startIndex + added]
-            rejections.append(Rejection(map: index, key: refused.key, tag: maps[index].uncertain[refused.key]?.tag, reason: answer.text))
+            rejections.append(Rejection(map: index, key: refused.key, tag: maps[index].desired.tag(of: refused.key), reason: answer.text))
             start += chunk.entries.lowerBound + added + 1
         }
         return (rejections, commands)

@@ -1,3 +1,5 @@
+import Core
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -131,7 +133,7 @@ public enum StateFiles {
         var out: [UInt8] = []
         out.reserveCapacity(stored.entries.count * 48 + 256)
         out += Array("# mapbridge state v2: \(title)\n".utf8)
-        out += Array("# offsets \(stored.offsets.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))\n".utf8)
+        out += Array("# offsets \(describeOffsets(stored.offsets))\n".utf8)
         for entry in stored.entries {
             out += entry.owner.utf8
             out.append(0x09)

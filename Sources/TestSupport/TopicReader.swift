@@ -1,4 +1,5 @@
 import Consumer
+import Core
 import Foundation
 import Logging
 
@@ -29,8 +30,8 @@ public final class TopicReader: @unchecked Sendable {
                 partition: message.topicPartition, offset: message.offset, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
             lock.withLock { messages.append(copy) }
         }
-        func endOfBurst() {}
-        func assigned(_ partitions: [TopicPartition]) {}
+        func endOfBurst() -> FlowControl { .proceed }
+        func assigned(_ partitions: [TopicPartition]) -> FlowControl { .proceed }
         func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] { [:] }
         func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {}
         func failed(_ error: KafkaError) {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Consumer
+import Core
 import Foundation
 import Logging
 import Mapper
@@ -192,8 +193,8 @@ enum Ceilings {
         final class Counter: KafkaConsumerDelegate, @unchecked Sendable {
             let count = Atomic<Int>(0)
             func consume(_ message: ConsumedMessage) { count.add(1, ordering: .relaxed) }
-            func endOfBurst() {}
-            func assigned(_ partitions: [TopicPartition]) {}
+            func endOfBurst() -> FlowControl { .proceed }
+            func assigned(_ partitions: [TopicPartition]) -> FlowControl { .proceed }
             func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] { [:] }
             func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {}
             func failed(_ error: KafkaError) {}

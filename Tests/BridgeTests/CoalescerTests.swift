@@ -1,7 +1,9 @@
 import Consumer
+import Core
 import Foundation
 import Mapper
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Bridge
@@ -57,39 +59,14 @@ struct CoalescerTests {
         #expect(taken.flatMap { $0 } == [0, 1, 2, 3, 4, 5, 0, 1])
     }
 
-    /// Events applied one by one to an ordered map, as HAProxy holds a list-matched one.
-    struct OrderedMap: Equatable {
-        var entries: [(key: String, value: String)] = []
-
-        mutating func apply(_ key: String, _ value: String?) {
-            let at = entries.firstIndex { $0.key == key }
-            switch (at, value) {
-            case (let at?, let value?): entries[at].value = value
-            case (nil, let value?): entries.append((key, value))
-            case (let at?, nil): entries.remove(at: at)
-            case (nil, nil): break
-            }
-        }
-
-        /// A coalesced change as the applier sends it to a list-matched map.
-        mutating func apply(_ change: KeyChange) {
-            if change.deletedFirst { apply(change.key.string, nil) }
-            apply(change.key.string, change.value)
-        }
-
-        static func == (lhs: OrderedMap, rhs: OrderedMap) -> Bool {
-            lhs.entries.map(\.key) == rhs.entries.map(\.key) && lhs.entries.map(\.value) == rhs.entries.map(\.value)
-        }
-    }
-
     @Test(
         "changes compacted in the backlog, taken in batches of any size, leave a list-matched map as the events one by one do; every message stays, in order",
         arguments: 0..<200)
     func compactionMatchesEventOrder(seed: Int) async throws {
         var random = SplitMix(seed: UInt64(seed))
         let backlog = Backlog(maxEvents: 1 << 30, maxBytes: 1 << 40)
-        var expected = OrderedMap()
-        var applied = OrderedMap()
+        var expected = ListMap()
+        var applied = ListMap()
         var offsets: [TopicPartition: [Int64]] = [:]
         var taken: [TopicPartition: [Int64]] = [:]
         var totalChanges = 0
@@ -223,15 +200,10 @@ struct CoalescerTests {
     }
 }
 
-/// A small seeded generator, so that a failing seed can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+extension ListMap {
+    /// A coalesced change as the applier sends it to a list-matched map.
+    mutating func apply(_ change: KeyChange) {
+        if change.deletedFirst { apply(change.key.string, nil) }
+        apply(change.key.string, change.value)
     }
 }

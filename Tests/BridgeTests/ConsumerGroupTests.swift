@@ -1,5 +1,6 @@
 import Bridge
 import Consumer
+import Core
 import Foundation
 import TestSupport
 import Testing
@@ -9,8 +10,8 @@ import Testing
 struct ConsumerGroupTests {
     final class Idle: KafkaConsumerDelegate, @unchecked Sendable {
         func consume(_ message: ConsumedMessage) {}
-        func endOfBurst() {}
-        func assigned(_ partitions: [TopicPartition]) {}
+        func endOfBurst() -> FlowControl { .proceed }
+        func assigned(_ partitions: [TopicPartition]) -> FlowControl { .proceed }
         func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] { [:] }
         func committed(_ offsets: [TopicPartition: Int64], error: KafkaError?) {}
         func failed(_ error: KafkaError) {}

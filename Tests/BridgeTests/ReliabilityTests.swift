@@ -1,5 +1,6 @@
 import Bridge
 import Consumer
+import Core
 import Foundation
 import TestSupport
 import Testing

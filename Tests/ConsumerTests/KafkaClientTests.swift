@@ -1,3 +1,4 @@
+import Core
 import Foundation
 import Logging
 import TestSupport
@@ -30,8 +31,11 @@ final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {
             partition: message.topicPartition, offset: message.offset, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
         lock.withLock { records.append(record) }
     }
-    func endOfBurst() {}
-    func assigned(_ partitions: [TopicPartition]) { lock.withLock { assignedPartitions += partitions } }
+    func endOfBurst() -> FlowControl { .proceed }
+    func assigned(_ partitions: [TopicPartition]) -> FlowControl {
+        lock.withLock { assignedPartitions += partitions }
+        return .proceed
+    }
     func revoking(_ partitions: [TopicPartition], lost: Bool) -> [TopicPartition: Int64] {
         lock.withLock { revokedPartitions += partitions }
         return commitOnRevoke(partitions)

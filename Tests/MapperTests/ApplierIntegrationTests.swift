@@ -1,3 +1,4 @@
+import Core
 import Foundation
 import Logging
 import NIOCore
@@ -39,7 +40,7 @@ struct ApplierIntegrationTests {
             let path = haproxy.mapPath("hosts")
             #expect(path.utf8.count > 2400)
             var options = ApplierOptions(bufsize: 16384, longestMapPath: path.utf8.count)
-            options.strategyOverride = strategy
+            options.strategy.override = strategy
             let limit = options.rules.maxEntryBytes
             #expect(limit < EntryRules.entryLimit(bufsize: 16384), "the path takes room from the entry")
             // Backslashes: every one is escaped, so the single-line command carries the entry twice over.
@@ -59,7 +60,7 @@ struct ApplierIntegrationTests {
     func silentRefusalConfirmed() async throws {
         try await withHAProxy([TestMap("servers", valueType: "ip", initialLines: ["k 10.0.0.1", "other 10.0.0.2"])]) { haproxy in
             var options = ApplierOptions()
-            options.strategyOverride = .incremental
+            options.strategy.override = .incremental
             let applier = try applier(haproxy, [definition(haproxy, "servers", value: .ip)], options: options)
             try await applier.synchronize()
             // Past the entry rules on purpose (validated: true): the rules refuse it before HAProxy ever sees it.
@@ -78,7 +79,7 @@ struct ApplierIntegrationTests {
             TestMap("hosts", initialLines: ["a.example.com be_a", " #hash be_hash"]), TestMap("sentinel", initialLines: ["keep me"]),
         ]) { haproxy in
             var options = ApplierOptions()
-            options.strategyOverride = strategy
+            options.strategy.override = strategy
             let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
             let sync = try await applier.synchronize()
             #expect(sync.connected)
@@ -107,7 +108,7 @@ struct ApplierIntegrationTests {
         try await withHAProxy([TestMap("hosts", initialLines: initial)]) { first in
             try await withHAProxy([TestMap("hosts", initialLines: initial)]) { second in
                 var options = ApplierOptions()
-                options.strategyOverride = strategy
+                options.strategy.override = strategy
                 let applier = try applier(first, [definition(first, "hosts")], options: options)
                 _ = try await applier.synchronize()
                 // The interactive session stays with the first process; new sessions on its socket
@@ -141,7 +142,7 @@ struct ApplierIntegrationTests {
     func verbatim() async throws {
         try await withHAProxy([TestMap("hosts"), TestMap("sentinel", initialLines: ["keep me"])]) { haproxy in
             var options = ApplierOptions()
-            options.strategyOverride = .incremental
+            options.strategy.override = .incremental
             let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
             _ = try await applier.synchronize()
             for (key, value) in Self.awkward { #expect(EntryRules.default.check(key: key, value: value) == nil, "\(key)") }
@@ -160,7 +161,7 @@ struct ApplierIntegrationTests {
                         || answer.contains(value), "\(key): \(answer)")
             }
             // 3. A rebuild carries them too.
-            options.strategyOverride = .rebuild
+            options.strategy.override = .rebuild
             let rebuilder = try self.applier(haproxy, [definition(haproxy, "hosts")], options: options)
             _ = try await rebuilder.synchronize()
             _ = try await rebuilder.apply([Self.awkward.map { set($0.0, $0.1) }])
@@ -205,7 +206,7 @@ struct ApplierIntegrationTests {
         try await withHAProxy([TestMap("paths", match: "sub")]) { haproxy in
             for strategy in [ApplyStrategy.incremental, .rebuild] {
                 var options = ApplierOptions()
-                options.strategyOverride = strategy
+                options.strategy.override = strategy
                 let applier = try applier(haproxy, [definition(haproxy, "paths", match: .sub)], initial: [MapContents()], options: options)
                 _ = try await applier.synchronize()
                 _ = try await applier.apply([[set("/a", "1"), set("/b", "2"), set("/c", "3")]])
@@ -225,8 +226,8 @@ struct ApplierIntegrationTests {
             TestMap("blocked", match: "ip", initialLines: ["192.168.0.1 old"]), TestMap("weights", valueType: "int", initialLines: ["w 5"]),
         ]) { haproxy in
             var options = ApplierOptions()
-            options.strategyOverride = strategy
-            options.minimumRebuildSize = 0
+            options.strategy.override = strategy
+            options.strategy.minimumRebuildSize = 0
             let applier = try applier(haproxy, [definition(haproxy, "blocked", match: .ip), definition(haproxy, "weights", value: .int)], options: options)
             _ = try await applier.synchronize()
             let report = try await applier.apply([
@@ -250,8 +251,8 @@ struct ApplierIntegrationTests {
     func haproxyRefusals(strategy: ApplyStrategy) async throws {
         try await withHAProxy([TestMap("patterns", match: "reg", initialLines: ["^/old old"])]) { haproxy in
             var options = ApplierOptions()
-            options.strategyOverride = strategy
-            options.minimumRebuildSize = 0
+            options.strategy.override = strategy
+            options.strategy.minimumRebuildSize = 0
             let applier = try applier(haproxy, [definition(haproxy, "patterns", match: .reg)], options: options)
             _ = try await applier.synchronize()
             // Regexes are compiled by HAProxy's PCRE2; the bridge lets HAProxy judge them.
@@ -293,7 +294,7 @@ struct ApplierIntegrationTests {
     func killedMidBatch() async throws {
         try await withHAProxy([TestMap("hosts")]) { haproxy in
             var options = ApplierOptions()
-            options.strategyOverride = .incremental
+            options.strategy.override = .incremental
             let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
             _ = try await applier.synchronize()
             _ = try await applier.apply([(0..<2000).map { set("/k\($0)", "v0") }])

@@ -1,3 +1,4 @@
+import Core
 import NIOCore
 import TestSupport
 import Testing

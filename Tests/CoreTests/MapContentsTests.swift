@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Mapper
+@testable import Core
 
 @Suite("Desired map contents")
 struct MapContentsTests {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Consumer
+@testable import Core
 
 @Suite("Offset tracking")
 struct OffsetTrackerTests {

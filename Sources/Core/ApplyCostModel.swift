@@ -3,7 +3,7 @@
 /// pick the cheaper per map and batch.
 ///
 /// Before HAProxy 2.9, `set map` and `del map` scan the map's whole list of entries: on 2.6 a `set`
-/// on a 100,000-entry map costs ~1.4 ms (HAPROXY.md), so past a few hundred changes a rebuild at
+/// on a 100,000-entry map costs ~1.4 ms, so past a few hundred changes a rebuild at
 /// ~2.2 us per entry is cheaper. From 2.9 on they use a tree and cost ~constant. The figures
 /// start from what was measured on this machine and are refined from timings of real batches.
 public struct ApplyCostModel: Sendable, Equatable {
@@ -22,19 +22,6 @@ public struct ApplyCostModel: Sendable, Equatable {
         self.linearSetDelete = linearSetDelete
     }
 
-    /// The starting figures for the connected version, then refined from timings.
-    public init(info: HAProxyInfo) {
-        self.init(linearSetDelete: info.hasLinearSetAndDelete)
-        let (major, minor) = info.majorMinor
-        if let measured = Self.measured.last(where: { ($0.major, $0.minor) <= (major, minor) }) {
-            if linearSetDelete {
-                perScannedEntry = measured.perSetDelete
-            } else {
-                perCommand = measured.perSetDelete
-            }
-        }
-    }
-
     /// What one pipelined `set map` costs per version: per entry scanned before 2.9, per command
     /// from 2.9 on. Measured with `mapbridge-bench` on this machine (2 cores), one run, on a
     /// 30,000-entry map: 2.4.0 2,733 sets/s, 2.6.12 2,693, 2.8.0 2,395, 3.0.0 142,330, 3.2.0
@@ -42,7 +29,7 @@ public struct ApplyCostModel: Sendable, Equatable {
     /// the older one's figure. Payload adds cost about the same on every version (0.8-1.3 us an
     /// entry into an empty map, a session per chunk), so ``perPayloadEntry`` keeps its one
     /// starting figure, measured on 2.6's rebuilds of a 100,000-entry map.
-    static let measured: [(major: Int, minor: Int, perSetDelete: Double)] = [
+    package static let measured: [(major: Int, minor: Int, perSetDelete: Double)] = [
         (2, 4, 1.22e-8), (2, 6, 1.24e-8), (2, 8, 1.39e-8), (3, 0, 7.0e-6), (3, 2, 1.2e-5), (3, 3, 3.2e-6),
     ]
 

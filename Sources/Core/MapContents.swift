@@ -116,7 +116,7 @@ public struct MapContents: Sendable {
     }
 
     /// The position rank of a key (larger is later), for order comparisons.
-    func sequence(of key: MapKey) -> UInt64? { slots[key]?.sequence }
+    package func sequence(of key: MapKey) -> UInt64? { slots[key]?.sequence }
 
     /// Every entry, in HAProxy's order when `ordered` (a sort), otherwise in no particular order.
     public func entries(ordered: Bool = true) -> [(key: MapKey, value: String)] {
