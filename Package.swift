@@ -36,7 +36,11 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections")
             ]
         ),
-        // The Kafka side: consumer, producer, embedded broker, event decoding.
+        // Events as topics carry them: the json and kv formats, records and Debezium change
+        // events, decoded into map changes. Pure parsing.
+        .target(name: "Events"),
+        // The Kafka side, over librdkafka: the consumer, the dead-letter producer, the embedded
+        // (mock) cluster.
         .target(
             name: "Consumer",
             dependencies: [
@@ -62,6 +66,7 @@ let package = Package(
             name: "Bridge",
             dependencies: [
                 "Core",
+                "Events",
                 "Consumer",
                 "Mapper",
                 .product(name: "Logging", package: "swift-log"),
@@ -110,6 +115,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "ConsumerTests", dependencies: ["Consumer", "Core", "TestSupport"]),
         .testTarget(name: "MapperTests", dependencies: ["Mapper", "Core", "TestSupport"]),
         .testTarget(name: "BridgeTests", dependencies: ["Bridge", "Core", "TestSupport"]),

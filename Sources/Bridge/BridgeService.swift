@@ -33,11 +33,7 @@ public final class BridgeService: Service, Sendable {
         let backlog = Backlog(maxEvents: configuration.backlog.maxEvents, maxBytes: configuration.backlog.maxBytes)
         let owners = OwnerTable()
         let store = StateStore(configuration: configuration, owners: owners, logger: logger)
-        // File I/O and locks off the Swift concurrency pool.
-        try await NIOThreadPool.singleton.runIfActive {
-            try store.prepare()
-            try store.checkIdentity()
-        }
+        try await store.openDirectory()
         if configuration.kafka.membership == .direct {
             // A bridge that consumes every partition must be its state's only writer: a second one
             // on the same directory (a rolling deploy on one host) waits until the first has gone.
@@ -46,7 +42,7 @@ public final class BridgeService: Service, Sendable {
         let intake = MessageIntake(configuration: configuration, backlog: backlog, store: store, logger: logger)
         let consumer = try KafkaConsumer(configuration: configuration.consumerConfiguration, delegate: intake, logger: logger)
         self.consumer.withLock { $0.value = consumer }
-        let stored = try await NIOThreadPool.singleton.runIfActive { try store.load() }
+        let stored = try await store.load()
         for (map, state) in zip(configuration.maps, stored) {
             if let contents = state.contents {
                 logger.info(
@@ -79,36 +75,25 @@ public final class BridgeService: Service, Sendable {
                 "kafka.group": "\(configuration.kafka.groupID)",
                 "maps": "\(configuration.maps.map(\.name).joined(separator: ","))", "librdkafka": "\(librdkafkaVersion)",
             ])
-        // Consumer lag and readiness, every second, from a task of its own: they matter most when
-        // the pipeline is stuck waiting for HAProxy.
-        let metrics = pipeline.metrics
-        let status = self.status
-        let lagTask = Task { [weak consumer] in
-            while !Task.isCancelled, let consumer {
-                let snapshot = status.snapshot
-                metrics.ready.record(snapshot.isReady ? 1 : 0)
-                let committed = snapshot.committed
-                let assigned = consumer.currentAssignment
-                for (partition, high) in consumer.highWatermarks where assigned.contains(partition) {
-                    metrics.lag(partition, max(0, high - (committed[partition] ?? 0)))
-                }
-                try? await Task.sleep(for: .seconds(1))
-            }
-        }
-        defer { lagTask.cancel() }
+        let reporter = LagReporter(consumer: consumer, status: status, metrics: pipeline.metrics)
         var failure: (any Error)?
-        do {
-            try await withGracefulShutdownHandler {
-                try await pipeline.run()
-            } onGracefulShutdown: { [logger, configuration] in
-                logger.notice(
-                    "shutting down: finishing the batch in flight, then storing the state, committing and leaving the group (a second signal exits at once)",
-                    metadata: ["shutdown.timeout_ms": "\(configuration.shutdownTimeoutMilliseconds)"])
-                backlog.close()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await reporter.run() }
+            do {
+                try await withGracefulShutdownHandler {
+                    try await pipeline.run()
+                } onGracefulShutdown: { [logger, configuration] in
+                    let leaving = configuration.kafka.membership == .group ? " and leaving the group" : ""
+                    logger.notice(
+                        "shutting down: finishing the batch in flight, then storing the state, committing\(leaving) (a second signal exits at once)",
+                        metadata: ["shutdown.timeout_ms": "\(configuration.shutdownTimeoutMilliseconds)"])
+                    backlog.close()
+                }
+            } catch {
+                // The consumer stopped because the cluster is not the state's: say that, not "fatal".
+                failure = intake.refusal ?? error
             }
-        } catch {
-            // The consumer stopped because the cluster is not the state's: say that, not "fatal".
-            failure = intake.refusal ?? error
+            group.cancelAll()
         }
         logger.debug("pipeline ended", metadata: ["error": "\(failure.map { "\($0)" } ?? "none")"])
         backlog.close()
@@ -125,7 +110,7 @@ extension BridgeService {
     /// another process holds it; false when a graceful shutdown came first.
     func claimStateDirectory(_ store: StateStore) async throws -> Bool {
         var announced = false
-        while try !store.claimExclusively() {
+        while try await !store.claimExclusively() {
             if !announced {
                 logger.notice(
                     "another mapbridge holds the state directory: waiting until it stops (standby)",

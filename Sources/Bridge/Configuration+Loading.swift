@@ -1,5 +1,6 @@
 import Consumer
 import Core
+import Events
 import Foundation
 import Logging
 import Mapper

@@ -1,5 +1,6 @@
 import Consumer
 import Core
+import Events
 import Logging
 import Mapper
 
@@ -86,14 +87,14 @@ public struct BridgeConfiguration: Sendable, Equatable {
         }
     }
 
-    public struct Batch: Sendable, Equatable {
+    public struct Batching: Sendable, Equatable {
         /// A batch closes when it holds this many changes... Default 10000.
         public var maxEvents = 10000
         /// ...or this long after its first event arrived. Default 10.
         public var maxWaitMilliseconds = 10
     }
 
-    public struct Backlog: Sendable, Equatable {
+    public struct BacklogLimits: Sendable, Equatable {
         /// Consumed events waiting for HAProxy before partitions are paused. Default 200000.
         public var maxEvents = 200_000
         /// The same bound in bytes (keys, values and bookkeeping). Default 33554432 (32 MiB).
@@ -104,8 +105,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var haproxy = HAProxy()
     public var topics: [Topic] = []
     public var maps: [Map] = []
-    public var batch = Batch()
-    public var backlog = Backlog()
+    public var batch = Batching()
+    public var backlog = BacklogLimits()
     /// How often acknowledged offsets are committed, in milliseconds. Default 1000.
     public var commitIntervalMilliseconds = 1000
     /// Where invalid events go (original key, value and headers plus reason headers); none: logged and skipped.

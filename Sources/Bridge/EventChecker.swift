@@ -1,5 +1,6 @@
 import Consumer
 import Core
+import Events
 import Mapper
 
 /// Decodes a message and checks every change it holds with the entry rules: the one judgement of

@@ -22,9 +22,8 @@ public enum Inspection {
         ]
         let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
         do {
-            try store.prepare()
-            try store.checkIdentity()
-            let stored = try store.load()
+            try await store.openDirectory()
+            let stored = try await store.load()
             let known = stored.filter { $0.contents != nil }.count
             findings.append(
                 Finding(subject: "state", ok: true, detail: "\(store.directory) is writable and this bridge's; stored state for \(known) of \(stored.count) maps"))
@@ -82,7 +81,8 @@ public enum Inspection {
     /// How one map's stored desired state and HAProxy's live map differ.
     public struct MapDifference: Sendable {
         public var map: String
-        public var desired: Int
+        /// The stored desired state's entries; nil when nothing is stored yet (nothing to compare).
+        public var desired: Int?
         public var live: Int
         public var missing: [String]
         public var extra: [String]
@@ -92,9 +92,9 @@ public enum Inspection {
         /// Nothing differs (or there is no stored state to compare).
         public var isExact: Bool
 
-        init(map: String, desired: Int, live: Int) {
+        init(map: String, unstoredWithLive live: Int) {
             self.map = map
-            self.desired = desired
+            desired = nil
             self.live = live
             (missing, extra, different, duplicated, outOfOrder, isExact) = ([], [], [], [], false, true)
         }
@@ -113,11 +113,11 @@ public enum Inspection {
     }
 
     /// Compares each map's stored desired state with HAProxy's live map. A map with no stored
-    /// state yet is reported with `desired` = -1 (nothing to compare).
+    /// state yet is reported with `desired` nil (nothing to compare).
     public static func diff(_ configuration: BridgeConfiguration, logger: Logger) async throws -> [MapDifference] {
         let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
-        try store.checkIdentity(record: false)
-        let stored = try store.load()
+        try await store.openDirectory(readOnly: true)
+        let stored = try await store.load()
         let endpoint = try RuntimeEndpoint(parsing: configuration.haproxy.socket)
         let connection = try await RuntimeConnection.connect(to: endpoint, options: configuration.applierOptions.connection)
         var result: [MapDifference] = []
@@ -127,7 +127,7 @@ public enum Inspection {
                 try MapApplier.checkKnownMap(dump, map)
                 let live = MapDump(body: dump.body)
                 guard let desired = state.contents else {
-                    result.append(MapDifference(map: map.name, desired: -1, live: Array(live).count))
+                    result.append(MapDifference(map: map.name, unstoredWithLive: Array(live).count))
                     continue
                 }
                 let comparison = MapComparison.compare(desired: desired, live: live, orderSensitive: map.match.isOrderSensitive)

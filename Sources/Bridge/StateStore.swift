@@ -6,6 +6,7 @@ import Glibc
 #endif
 import Logging
 import Mapper
+import NIOPosix
 import Synchronization
 
 /// Numbers the sources of entries (Kafka partitions) for ``MapContents``, and names them in files
@@ -286,5 +287,36 @@ final class StateStore: Sendable {
             for (name, offset) in offsetNames where writable?.contains(name) ?? true { stored[name] = offset }
             try StateFiles.writeAtomically(path: offsetsPath, bytes: StateFiles.offsetsFile(stored))
         }
+    }
+}
+
+extension StateStore {
+    // The store's API for async callers: every file operation (reads, fsync, locks) runs on
+    // NIO's blocking-I/O pool, never on the Swift concurrency pool. The synchronous forms above
+    // are for threads of their own (the consumer's polling thread) and tests.
+
+    /// Creates the directory when missing, checks that the state in it is this bridge's and
+    /// records the identity; read-only (nothing created or recorded) for inspections.
+    func openDirectory(readOnly: Bool = false) async throws {
+        try await offload {
+            if !readOnly { try self.prepare() }
+            try self.checkIdentity(record: !readOnly)
+        }
+    }
+
+    func claimExclusively() async throws -> Bool { try await offload { try self.claimExclusively() } }
+
+    func load() async throws -> [(contents: MapContents?, offsets: [String: Int64])] { try await offload { try self.load() } }
+
+    func reload(except keep: Set<MapContents.Owner>) async throws -> [(entries: [MapContents.Entry], tombstones: [MapKey: MapContents.Owner])?] {
+        try await offload { try self.reload(except: keep) }
+    }
+
+    func store(_ snapshots: [MapSnapshot], offsets: [TopicPartition: Int64], owned: Set<MapContents.Owner>?) async throws {
+        try await offload { try self.store(snapshots, offsets: offsets, owned: owned) }
+    }
+
+    private func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(body)
     }
 }

@@ -433,7 +433,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.warning("closing the consumer", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
         }
-        logger.info("consumer closed; left the group", metadata: ["kafka.group": "\(configuration.groupID)"])
+        logger.info(configuration.membership == .group ? "consumer closed; left the group" : "consumer closed", metadata: ["kafka.group": "\(configuration.groupID)"])
         // Destroyed here, on this thread: destroying blocks, and must not run on the Swift pool.
         client.destroy(flags: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
         let (unexecuted, waiters) = shared.withLock { $0.lifecycle.pollingEnded() }
@@ -549,13 +549,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         let list = PartitionList.read(partitions).map(\.0)
         let stored = delegate.startingOffsets(list)
         guard !stored.isEmpty else { return true }
-        var beyond: [TopicPartition: (stored: Int64, logEnd: Int64)] = [:]
+        var logEnds: [TopicPartition: Int64] = [:]
         for (partition, offset) in stored where offset > 0 {
             var low: Int64 = -1
             var high: Int64 = -1
             let error = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high, 5000)
-            if error == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 && offset > high { beyond[partition] = (offset, high) }
+            if error == RD_KAFKA_RESP_ERR_NO_ERROR { logEnds[partition] = high }
         }
+        let beyond = StartOffsets.beyondLogEnd(stored: stored, logEnds: logEnds)
         if !beyond.isEmpty, let refusal = delegate.verify(storedOffsets: beyond) {
             logger.critical("the consumer stops", metadata: ["error": "\(refusal.reason)"])
             shared.withLock { $0.fatal = $0.fatal ?? refusal }
@@ -576,15 +577,14 @@ public final class KafkaConsumer: @unchecked Sendable {
                 "cannot read the committed offsets; starting from the stored state's offsets",
                 metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
         }
+        let starts = StartOffsets.rewound(stored: stored, committed: committed)
         var rewound: [String] = []
         for index in 0..<Int(partitions.pointee.cnt) {
             let element = partitions.pointee.elems[index]
             let partition = TopicPartition(String(cString: element.topic), element.partition)
-            guard let start = stored[partition], start >= 0 else { continue }
-            let groupOffset = committed[partition] ?? -1
-            if groupOffset >= 0 && groupOffset <= start { continue }
+            guard let start = starts[partition] else { continue }
             partitions.pointee.elems[index].offset = start
-            rewound.append("\(partition)=\(start) (committed \(groupOffset >= 0 ? String(groupOffset) : "none"))")
+            rewound.append("\(partition)=\(start) (committed \(committed[partition].map { $0 >= 0 ? String($0) : "none" } ?? "none"))")
         }
         if !rewound.isEmpty {
             logger.notice(

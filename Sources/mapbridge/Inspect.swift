@@ -43,17 +43,17 @@ struct Diff: AsyncParsableCommand {
         }
         var exact = true
         for map in differences {
-            guard map.desired >= 0 else {
+            guard let desired = map.desired else {
                 print("\(map.map): no stored state yet (HAProxy holds \(map.live) entries)")
                 continue
             }
             if map.isExact {
-                print("\(map.map): exact (\(map.desired) entries)")
+                print("\(map.map): exact (\(desired) entries)")
                 continue
             }
             exact = false
             print(
-                "\(map.map): differs: desired \(map.desired), live \(map.live); missing \(map.missing.count), extra \(map.extra.count), "
+                "\(map.map): differs: desired \(desired), live \(map.live); missing \(map.missing.count), extra \(map.extra.count), "
                     + "different \(map.different.count), duplicated \(map.duplicated.count)\(map.outOfOrder ? ", out of order" : "")")
             for (kind, keys) in [("missing", map.missing), ("extra", map.extra), ("different", map.different), ("duplicated", map.duplicated)] {
                 for key in keys.prefix(limit) { print("  \(kind) \(key)") }

@@ -1,4 +1,5 @@
 import Consumer
+import Events
 import Foundation
 import Mapper
 import Testing

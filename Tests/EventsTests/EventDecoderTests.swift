@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Consumer
+@testable import Events
 
 @Suite("Event decoding")
 struct EventDecoderTests {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Consumer
+@testable import Events
 
 /// The `record` and `debezium` formats. The Debezium messages are shaped as Debezium's PostgreSQL
 /// connector documents them (JSON converter, with and without the schema wrapper), for a table
