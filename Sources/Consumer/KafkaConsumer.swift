@@ -74,59 +74,7 @@ extension KafkaConsumerDelegate {
 /// ``commitNow(_:)`` commit, with exactly the offsets given. Every librdkafka call on the handle
 /// happens on the polling thread; other threads enqueue commands.
 public final class KafkaConsumer: @unchecked Sendable {
-    public struct Configuration: Sendable {
-        public var bootstrapServers: String
-        public var groupID: String
-        public var topics: [String]
-        /// How partitions are obtained: all of them directly (the default), or through the group.
-        public var membership: Membership = .direct
-        /// With ``Membership/group``: how the group shares partitions among its members.
-        public var assignmentStrategy: AssignmentStrategy = .range
-        /// With ``Membership/direct``: how often the topics are checked for new partitions (every
-        /// second until every topic was found).
-        public var discoveryInterval: Duration = .seconds(30)
-        /// Any librdkafka property (TLS, SASL, timeouts...), passed through; it can override the
-        /// defaults below but never the offset-management settings the bridge relies on.
-        public var properties = KafkaSettings()
-        public var clientID = "mapbridge"
-        /// How long one poll waits when there is nothing to read.
-        public var pollTimeoutMilliseconds: Int32 = 50
-        /// The most messages handed over in one burst.
-        public var maximumBurst = 4096
-
-        public init(bootstrapServers: String, groupID: String, topics: [String]) {
-            self.bootstrapServers = bootstrapServers
-            self.groupID = groupID
-            self.topics = topics
-        }
-
-        /// The librdkafka properties the consumer is created with.
-        public var settings: KafkaSettings {
-            var settings = KafkaSettings([
-                "auto.offset.reset": "earliest",
-                "client.id": clientID,
-                // librdkafka's prefetch per consumer (default 64 MiB): 16 MiB keeps a fast
-                // pipeline fed and memory small.
-                "queued.max.messages.kbytes": "16384",
-                // 2.0.2 compares this with the whole consumer queue, not one partition's, and
-                // once it is reached stops fetching until its broker thread next wakes up, up to
-                // a second later: at the default (100,000) the benchmark's W1 consumed in bursts
-                // with idle seconds between them (123k events/s; 194k-205k with this). The bytes
-                // bound above, and the backlog's pause, still bound memory.
-                "queued.min.messages": "1000000",
-            ])
-            for (name, value) in properties.properties { settings[name] = value }
-            settings["bootstrap.servers"] = bootstrapServers
-            settings["group.id"] = groupID
-            settings["partition.assignment.strategy"] = assignmentStrategy.rawValue
-            settings["enable.auto.commit"] = "false"
-            settings["enable.auto.offset.store"] = "false"
-            settings["enable.partition.eof"] = "false"
-            return settings
-        }
-    }
-
-    private enum Command {
+    enum Command {
         case commit([TopicPartition: Int64])
         case commitNow([TopicPartition: Int64], OneShot)
         case pause
@@ -135,7 +83,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         case query(run: @Sendable (OpaquePointer) -> Void, abandon: @Sendable () -> Void)
     }
 
-    private struct Shared {
+    struct Shared {
         var lifecycle = ConsumerLifecycle<Command, CheckedContinuation<Void, Never>>()
         var assignment: Set<TopicPartition> = []
         var fatal: KafkaError?
@@ -143,23 +91,23 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     public let configuration: Configuration
-    private let client: RdKafkaClient
-    private let delegate: any KafkaConsumerDelegate
-    private let logger: Logger
-    private let shared = Mutex(Shared())
+    let client: RdKafkaClient
+    let delegate: any KafkaConsumerDelegate
+    let logger: Logger
+    let shared = Mutex(Shared())
     // Owned by the polling thread.
-    private var assignment: Set<TopicPartition> = []
-    private var paused: Set<TopicPartition> = []
-    private var pauseRequested = false
+    var assignment: Set<TopicPartition> = []
+    var paused: Set<TopicPartition> = []
+    var pauseRequested = false
     private var topicNames: [UnsafeMutableRawPointer: String] = [:]
     /// Offsets to commit, merged, one asynchronous commit unanswered at a time.
-    private var commits = CommitQueue()
+    var commits = CommitQueue()
     /// Whether the cluster was checked with the delegate (before the first assignment).
-    private var clusterVerified = false
+    var clusterVerified = false
     /// Direct membership: when the topics are next checked for partitions, and the topics not
     /// found so far (each reported once).
-    private var nextDiscovery = ContinuousClock.now
-    private var missingTopics: Set<String> = []
+    var nextDiscovery = ContinuousClock.now
+    var missingTopics: Set<String> = []
 
     public init(configuration: Configuration, delegate: any KafkaConsumerDelegate, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
@@ -466,11 +414,11 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// Carries out the delegate's flow control at once, on the polling thread: a pause decided
     /// before a resume is always carried out before it (the resume comes as a command).
-    private func follow(_ flow: FlowControl) {
+    func follow(_ flow: FlowControl) {
         if flow == .pause { execute(.pause) }
     }
 
-    private func execute(_ command: Command) {
+    func execute(_ command: Command) {
         switch command {
         case .commit(let offsets):
             commits.request(offsets)
@@ -489,7 +437,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Sends what ``CommitQueue`` says may go now, as one asynchronous commit.
-    private func sendPendingCommit() {
+    func sendPendingCommit() {
         guard case .send(let offsets, let abandoned) = commits.next(assigned: assignment, now: .now) else { return }
         if abandoned { logger.warning("an offset commit got no answer for a minute; sending the next one") }
         let error = PartitionList.with(offsets.map { ($0.key, $0.value) }) { rd_kafka_commit(client.handle, $0, 1) }
@@ -502,7 +450,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     }
 
     /// Commits and waits, serving the result on a temporary queue (not the consumer's).
-    private func commitSynchronously(_ offsets: [TopicPartition: Int64]) -> KafkaError? {
+    func commitSynchronously(_ offsets: [TopicPartition: Int64]) -> KafkaError? {
         final class Outcome: @unchecked Sendable {
             var error: rd_kafka_resp_err_t = RD_KAFKA_RESP_ERR_NO_ERROR; var partitions: [(TopicPartition, Int64, rd_kafka_resp_err_t)] = []
         }
@@ -525,7 +473,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         return nil
     }
 
-    private func setPaused(_ partitions: Set<TopicPartition>, _ pause: Bool) {
+    func setPaused(_ partitions: Set<TopicPartition>, _ pause: Bool) {
         guard !partitions.isEmpty else { return }
         let error = PartitionList.with(partitions.map { ($0, nil) }) { list in
             pause ? rd_kafka_pause_partitions(client.handle, list) : rd_kafka_resume_partitions(client.handle, list)
@@ -536,245 +484,6 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         if pause { paused.formUnion(partitions) } else { paused.subtract(partitions) }
         logger.debug("\(pause ? "paused" : "resumed") partitions", metadata: ["kafka.partitions": "\(partitions.sorted())"])
-    }
-
-    /// Sets, in the list about to be assigned, the offset each partition starts at when the
-    /// delegate's durable state is behind the group's commit (or the group has none): the state
-    /// must not miss the events between. Otherwise the committed offset applies, as usual.
-    ///
-    /// Stored offsets beyond a partition's log end mean the state was built from another log (a
-    /// topic deleted and created again, another cluster): the delegate is asked, and false is
-    /// returned (the consumer stops) when it refuses.
-    private func applyStartingOffsets(_ handle: OpaquePointer, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Bool {
-        let list = PartitionList.read(partitions).map(\.0)
-        let stored = delegate.startingOffsets(list)
-        guard !stored.isEmpty else { return true }
-        var logEnds: [TopicPartition: Int64] = [:]
-        for (partition, offset) in stored where offset > 0 {
-            var low: Int64 = -1
-            var high: Int64 = -1
-            let error = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high, 5000)
-            if error == RD_KAFKA_RESP_ERR_NO_ERROR { logEnds[partition] = high }
-        }
-        let beyond = StartOffsets.beyondLogEnd(stored: stored, logEnds: logEnds)
-        if !beyond.isEmpty, let refusal = delegate.verify(storedOffsets: beyond) {
-            logger.critical("the consumer stops", metadata: ["error": "\(refusal.reason)"])
-            shared.withLock { $0.fatal = $0.fatal ?? refusal }
-            return false
-        }
-        var committed: [TopicPartition: Int64] = [:]
-        let error = PartitionList.with(list.map { ($0, nil) }) { query in
-            let error = rd_kafka_committed(handle, query, 10000)
-            for (partition, offset, partitionError) in PartitionList.read(query) where partitionError == RD_KAFKA_RESP_ERR_NO_ERROR {
-                committed[partition] = offset
-            }
-            return error
-        }
-        if error != RD_KAFKA_RESP_ERR_NO_ERROR {
-            // Without the group's offsets, starting from the stored ones is still right: the state
-            // reflects exactly the events before them.
-            logger.warning(
-                "cannot read the committed offsets; starting from the stored state's offsets",
-                metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
-        }
-        let starts = StartOffsets.rewound(stored: stored, committed: committed)
-        var rewound: [String] = []
-        for index in 0..<Int(partitions.pointee.cnt) {
-            let element = partitions.pointee.elems[index]
-            let partition = TopicPartition(String(cString: element.topic), element.partition)
-            guard let start = starts[partition] else { continue }
-            partitions.pointee.elems[index].offset = start
-            rewound.append("\(partition)=\(start) (committed \(committed[partition].map { $0 >= 0 ? String($0) : "none" } ?? "none"))")
-        }
-        if !rewound.isEmpty {
-            logger.notice(
-                "starting partitions from the stored state's offsets, behind the group's commit",
-                metadata: ["kafka.offsets": "\(rewound.joined(separator: " "))"])
-        }
-        return true
-    }
-
-    /// Asks the delegate whether the cluster reached is the one its state belongs to, once, before
-    /// the first assignment; false (and the consumer stops) when it is not.
-    private func verifyCluster(_ handle: OpaquePointer) -> Bool {
-        if clusterVerified { return true }
-        let id = rd_kafka_clusterid(handle, 5000).map { pointer in
-            defer { rd_kafka_mem_free(handle, pointer) }
-            return String(cString: pointer)
-        }
-        if let refusal = delegate.verify(clusterID: id) {
-            logger.critical("the consumer stops", metadata: ["error": "\(refusal.reason)"])
-            shared.withLock { $0.fatal = $0.fatal ?? refusal }
-            return false
-        }
-        clusterVerified = true
-        return true
-    }
-
-    /// Direct membership: assigns every partition of the topics not assigned yet, from where the
-    /// delegate's state or the group's commit says (see ``applyStartingOffsets(_:_:)``).
-    private func discoverPartitions() {
-        var found: [TopicPartition] = []
-        var complete = true
-        for topic in configuration.topics {
-            guard case .success(let count?) = Self.partitionCount(client.handle, topic, timeoutMilliseconds: 1000) else {
-                complete = false
-                if missingTopics.insert(topic).inserted {
-                    logger.warning("topic not found (yet); checking again every second", metadata: ["kafka.topic": "\(topic)"])
-                }
-                continue
-            }
-            if missingTopics.remove(topic) != nil { logger.notice("topic found", metadata: ["kafka.topic": "\(topic)"]) }
-            found += (0..<count).map { TopicPartition(topic, $0) }
-        }
-        nextDiscovery = .now + (complete ? configuration.discoveryInterval : .seconds(1))
-        let new = found.filter { !assignment.contains($0) }
-        guard !new.isEmpty, verifyCluster(client.handle) else { return }
-        PartitionList.with(new.map { ($0, nil) }) { list in
-            guard applyStartingOffsets(client.handle, list) else { return }
-            if let failure = rd_kafka_incremental_assign(client.handle, list) {
-                logger.error("assigning partitions failed; trying again", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])
-                rd_kafka_error_destroy(failure)
-                nextDiscovery = .now + .seconds(1)
-                return
-            }
-            assignment.formUnion(new)
-            shared.withLock { $0.assignment = assignment }
-            logger.info("partitions assigned", metadata: ["kafka.partitions": "\(new.sorted())", "kafka.membership": "direct"])
-            follow(delegate.assigned(new))
-            if pauseRequested { setPaused(Set(new), true) }
-        }
-    }
-
-    /// A topic's partition count from the cluster's metadata: nil when the cluster does not know
-    /// the topic, an error when it did not answer in time. (A consumer's metadata request does
-    /// not create topics: `allow.auto.create.topics` is false unless configured.)
-    static func partitionCount(_ handle: OpaquePointer, _ topic: String, timeoutMilliseconds: Int32) -> Result<Int32?, KafkaError> {
-        guard let rkt = rd_kafka_topic_new(handle, topic, nil) else { return .success(nil) }
-        defer { rd_kafka_topic_destroy(rkt) }
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let error = rd_kafka_metadata(handle, 0, rkt, &metadata, timeoutMilliseconds)
-        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { return .failure(KafkaError(.operation, "metadata of \(topic)", error)) }
-        defer { rd_kafka_metadata_destroy(metadata) }
-        guard metadata.pointee.topic_cnt > 0 else { return .success(nil) }
-        let described = metadata.pointee.topics[0]
-        guard described.err == RD_KAFKA_RESP_ERR_NO_ERROR, described.partition_cnt > 0 else { return .success(nil) }
-        return .success(described.partition_cnt)
-    }
-
-    private func rebalance(_ handle: OpaquePointer, _ error: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) {
-        let list = PartitionList.read(partitions).map(\.0)
-        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
-        switch error {
-        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-            guard verifyCluster(handle) else { return }
-            if let partitions, !applyStartingOffsets(handle, partitions) { return }
-            if cooperative {
-                if let failure = rd_kafka_incremental_assign(handle, partitions) {
-                    logger.error("incremental assign failed", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])
-                    rd_kafka_error_destroy(failure)
-                }
-            } else {
-                let failure = rd_kafka_assign(handle, partitions)
-                if failure != RD_KAFKA_RESP_ERR_NO_ERROR {
-                    logger.error("assign failed", metadata: ["error": "\(String(cString: rd_kafka_err2str(failure)))"])
-                }
-            }
-            assignment.formUnion(list)
-            shared.withLock { $0.assignment = assignment }
-            logger.info(
-                "partitions assigned", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.protocol": "\(cooperative ? "cooperative" : "eager")"])
-            follow(delegate.assigned(list))
-            if pauseRequested { setPaused(Set(list), true) }
-        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
-            let lost = rd_kafka_assignment_lost(handle) != 0
-            // What was gathered goes first, with its flow control, while this thread still decides.
-            follow(delegate.endOfBurst())
-            let offsets = delegate.revoking(list, lost: lost)
-            if lost {
-                logger.warning("partitions lost (evicted from the group): nothing is committed for them", metadata: ["kafka.partitions": "\(list.sorted())"])
-            } else if !offsets.isEmpty {
-                if let failure = commitSynchronously(offsets) {
-                    logger.warning(
-                        "commit before giving up partitions failed; their new owner replays from the last commit", metadata: ["error": "\(failure.reason)"])
-                } else {
-                    delegate.committed(offsets, error: nil)
-                }
-            }
-            if cooperative {
-                if let failure = rd_kafka_incremental_unassign(handle, partitions) {
-                    logger.error("incremental unassign failed", metadata: ["error": "\(String(cString: rd_kafka_error_string(failure)))"])
-                    rd_kafka_error_destroy(failure)
-                }
-            } else {
-                _ = rd_kafka_assign(handle, nil)
-            }
-            assignment.subtract(list)
-            paused.subtract(list)
-            commits.revoked(list)
-            shared.withLock { $0.assignment = assignment }
-            logger.info("partitions revoked", metadata: ["kafka.partitions": "\(list.sorted())", "kafka.lost": "\(lost)"])
-        default:
-            logger.error("rebalance error", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
-            let all = Array(assignment)
-            follow(delegate.endOfBurst())
-            _ = delegate.revoking(all, lost: true)
-            if cooperative {
-                if let failure = rd_kafka_incremental_unassign(handle, partitions) { rd_kafka_error_destroy(failure) }
-            } else {
-                _ = rd_kafka_assign(handle, nil)
-            }
-            assignment.removeAll()
-            paused.removeAll()
-            shared.withLock { $0.assignment = [] }
-        }
-    }
-}
-
-/// Reads a consumer group's committed offsets without joining the group (for `check`, `diff`,
-/// the tests and the benchmark).
-public enum KafkaGroupOffsets {
-    public static func committed(
-        bootstrapServers: String, groupID: String, partitions: [TopicPartition], properties: KafkaSettings = .init(),
-        timeoutMilliseconds: Int32 = 10000, logger: Logger
-    ) throws(KafkaError) -> [TopicPartition: Int64] {
-        var settings = properties
-        settings["bootstrap.servers"] = bootstrapServers
-        settings["group.id"] = groupID
-        settings["enable.auto.commit"] = "false"
-        settings["client.id"] = settings["client.id"] ?? "mapbridge-offsets"
-        let client = try RdKafkaClient.make(RD_KAFKA_CONSUMER, settings: settings, callbacks: .init(logger: logger, settings: settings))
-        let (error, offsets) = PartitionList.with(partitions.map { ($0, nil) }) { list in
-            (rd_kafka_committed(client.handle, list, timeoutMilliseconds), PartitionList.read(list))
-        }
-        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(.operation, "committed offsets of group \(groupID)", error) }
-        return Dictionary(offsets.map { ($0.0, $0.1) }, uniquingKeysWith: { $1 })
-    }
-}
-
-/// The cluster's view of topics, without joining a group or creating anything.
-public enum KafkaMetadata {
-    /// Partition counts of the given topics that exist (asking for every topic, so that none is
-    /// auto-created by the question).
-    public static func partitionCounts(
-        bootstrapServers: String, topics: [String], properties: KafkaSettings = .init(), timeoutMilliseconds: Int32 = 10000, logger: Logger
-    ) throws(KafkaError) -> [String: Int32] {
-        var settings = properties
-        settings["bootstrap.servers"] = bootstrapServers
-        settings["client.id"] = settings["client.id"] ?? "mapbridge-check"
-        let client = try RdKafkaClient.make(RD_KAFKA_PRODUCER, settings: settings, callbacks: .init(logger: logger, settings: settings))
-        defer { client.destroy(flags: 0) }
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let error = rd_kafka_metadata(client.handle, 1, nil, &metadata, timeoutMilliseconds)
-        guard error == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError(.operation, "cluster metadata", error) }
-        defer { rd_kafka_metadata_destroy(metadata) }
-        var counts: [String: Int32] = [:]
-        for index in 0..<Int(metadata.pointee.topic_cnt) {
-            let topic = metadata.pointee.topics[index]
-            let name = String(cString: topic.topic)
-            if topics.contains(name) && topic.err == RD_KAFKA_RESP_ERR_NO_ERROR { counts[name] = topic.partition_cnt }
-        }
-        return counts
     }
 }
 

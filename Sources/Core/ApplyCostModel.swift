@@ -67,3 +67,19 @@ public struct ApplyCostModel: Sendable, Equatable {
         0.8 * old + 0.2 * new
     }
 }
+
+extension ApplyCostModel {
+    /// The model for a new HAProxy process: `fresh` (the new version's starting figures), keeping
+    /// what timings taught `self` only when the process runs the same version (a restart or
+    /// reload). Another version's set/del costs differ by up to three orders of magnitude (2.8 to
+    /// 3.0), so its refined figures would mislead; payload costs are alike on every version.
+    public func carriedOver(to fresh: ApplyCostModel, sameVersion: Bool) -> ApplyCostModel {
+        var next = fresh
+        next.perPayloadEntry = perPayloadEntry
+        guard sameVersion else { return next }
+        next.perCommand = perCommand
+        next.perScannedEntry = perScannedEntry
+        next.rebuildFixed = rebuildFixed
+        return next
+    }
+}
