@@ -175,29 +175,61 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// it throws, and the commit may still complete in the background.
     public func commitNow(_ offsets: [TopicPartition: Int64], timeout: Duration = .seconds(30)) async throws {
         guard !offsets.isEmpty else { return }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let answer = OneShot(continuation)
-            if !enqueue(.commitNow(offsets, answer)) {
-                answer.resume(throwing: KafkaError(.operation, "the consumer is closed"))
-                return
+        let answer = OneShot()
+        guard enqueue(.commitNow(offsets, answer)) else { throw KafkaError(.operation, "the consumer is closed") }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await answer.wait() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                // No answer in time: stop waiting (the commit may still complete in the background).
+                let late = KafkaError(.operation, "the commit got no answer within \(timeout)")
+                answer.resume(throwing: late)
+                throw late
             }
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout.dispatchInterval) {
-                answer.resume(throwing: KafkaError(.operation, "the commit got no answer within \(timeout)"))
-            }
+            // The first to finish decides: the answer, or the timeout.
+            defer { group.cancelAll() }
+            try await group.next()
         }
     }
 
-    /// A continuation resumed once, by whichever comes first (the answer or a timeout).
+    /// An outcome delivered once, to a waiter that may come before or after it.
     final class OneShot: Sendable {
-        private let continuation: Mutex<CheckedContinuation<Void, any Error>?>
+        private struct State {
+            var waiter: CheckedContinuation<Void, any Error>?
+            var outcome: Result<Void, any Error>?
+            var delivered = false
+        }
+        private let state = Mutex(State())
 
-        init(_ continuation: CheckedContinuation<Void, any Error>) {
-            self.continuation = Mutex(continuation)
+        /// Waits for the outcome (at most one waiter).
+        func wait() async throws {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome = state.withLock { state -> Result<Void, any Error>? in
+                    guard let outcome = state.outcome else {
+                        state.waiter = continuation
+                        return nil
+                    }
+                    state.outcome = nil
+                    return outcome
+                }
+                if let outcome { continuation.resume(with: outcome) }
+            }
         }
 
+        /// Delivers the outcome (nil: success); only the first call counts.
         func resume(throwing error: (any Error)? = nil) {
-            guard let continuation = continuation.withLock({ $0.take() }) else { return }
-            if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+            let outcome: Result<Void, any Error> = error.map { .failure($0) } ?? .success(())
+            let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+                guard !state.delivered else { return nil }
+                state.delivered = true
+                guard let waiter = state.waiter else {
+                    state.outcome = outcome
+                    return nil
+                }
+                state.waiter = nil
+                return waiter
+            }
+            waiter?.resume(with: outcome)
         }
     }
 
@@ -484,12 +516,5 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
         if pause { paused.formUnion(partitions) } else { paused.subtract(partitions) }
         logger.debug("\(pause ? "paused" : "resumed") partitions", metadata: ["kafka.partitions": "\(partitions.sorted())"])
-    }
-}
-
-extension Duration {
-    /// The same span for Dispatch's deadlines.
-    var dispatchInterval: DispatchTimeInterval {
-        .nanoseconds(Int(components.seconds) * 1_000_000_000 + Int(components.attoseconds / 1_000_000_000))
     }
 }

@@ -29,6 +29,9 @@ public final class KafkaProducer: @unchecked Sendable {
     private let client: RdKafkaClient
     private let logger: Logger
     private let poller = Poller()
+    /// Where the producer's blocking calls (flush, waiting for the polling thread) run: its own
+    /// queue, never the Swift concurrency pool.
+    private let blocking = DispatchQueue(label: "mapbridge-kafka-producer-blocking")
 
     /// - Parameter properties: any librdkafka property (TLS, SASL...); they override the defaults.
     public init(bootstrapServers: String, properties: KafkaSettings = .init(), logger: Logger) throws(KafkaError) {
@@ -72,7 +75,7 @@ public final class KafkaProducer: @unchecked Sendable {
         poller.stopping.withLock { $0 = true }
         let poller = self.poller
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
+            blocking.async {
                 poller.done.wait()
                 poller.done.signal()
                 continuation.resume()
@@ -163,11 +166,11 @@ public final class KafkaProducer: @unchecked Sendable {
         }
     }
 
-    /// ``flush(timeoutMilliseconds:)`` on a thread of Dispatch's, never on the Swift concurrency
+    /// ``flush(timeoutMilliseconds:)`` on the producer's own queue, never on the Swift concurrency
     /// pool (flushing blocks for up to the timeout).
     public func flushOffPool(timeoutMilliseconds: Int32) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
+            self.blocking.async {
                 try? self.flush(timeoutMilliseconds: timeoutMilliseconds)
                 continuation.resume()
             }
