@@ -39,13 +39,24 @@ let package = Package(
         // Events as topics carry them: the json and kv formats, records and Debezium change
         // events, decoded into map changes. Pure parsing.
         .target(name: "Events"),
-        // The Kafka side, over librdkafka: the consumer, the dead-letter producer, the embedded
-        // (mock) cluster.
+        // librdkafka, wrapped: the client handle and its callbacks, settings, errors, the
+        // dead-letter producer, the embedded (mock) cluster, metadata and committed offsets.
+        .target(
+            name: "Kafka",
+            dependencies: [
+                "CRdKafka",
+                "Core",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The Kafka consumer side: the consumer polling on a thread of its own, and the delegate
+        // it reports to.
         .target(
             name: "Consumer",
             dependencies: [
                 "CRdKafka",
                 "Core",
+                "Kafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
@@ -67,6 +78,7 @@ let package = Package(
             dependencies: [
                 "Core",
                 "Events",
+                "Kafka",
                 "Consumer",
                 "Mapper",
                 .product(name: "Logging", package: "swift-log"),
@@ -84,6 +96,7 @@ let package = Package(
             dependencies: [
                 "Bridge",
                 "Core",
+                "Kafka",
                 "Consumer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -98,6 +111,7 @@ let package = Package(
             dependencies: [
                 "Bridge",
                 "Core",
+                "Kafka",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -106,6 +120,7 @@ let package = Package(
             dependencies: [
                 "Bridge",
                 "Core",
+                "Kafka",
                 "Consumer",
                 "Mapper",
                 "TestSupport",
@@ -116,8 +131,8 @@ let package = Package(
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
-        .testTarget(name: "ConsumerTests", dependencies: ["Consumer", "Core", "TestSupport"]),
+        .testTarget(name: "ConsumerTests", dependencies: ["Consumer", "Core", "Kafka", "TestSupport"]),
         .testTarget(name: "MapperTests", dependencies: ["Mapper", "Core", "TestSupport"]),
-        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "Core", "TestSupport"]),
+        .testTarget(name: "BridgeTests", dependencies: ["Bridge", "Core", "Kafka", "TestSupport"]),
     ]
 )

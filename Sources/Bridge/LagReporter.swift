@@ -1,4 +1,5 @@
 import Consumer
+import Kafka
 import Core
 
 /// Publishes consumer lag per partition and readiness every second, until cancelled. It runs beside

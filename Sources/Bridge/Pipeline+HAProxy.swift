@@ -1,4 +1,5 @@
 import Consumer
+import Kafka
 import Core
 import Logging
 import Mapper

@@ -1,21 +1,6 @@
 import CRdKafka
 import Core
-
-/// A Kafka header.
-public struct KafkaHeader: Sendable, Equatable, Hashable {
-    public var name: String
-    /// nil for a header with a null value.
-    public var value: [UInt8]?
-
-    public init(_ name: String, _ value: [UInt8]?) {
-        self.name = name
-        self.value = value
-    }
-
-    public init(_ name: String, _ text: String) {
-        self.init(name, Array(text.utf8))
-    }
-}
+import Kafka
 
 /// A message as librdkafka returned it, valid only during the delegate call that receives it:
 /// its key and value point into librdkafka's buffer, so decoding reads them in place and copies

@@ -1,5 +1,6 @@
 import CRdKafka
 import Core
+import Kafka
 import Foundation
 import Logging
 import Synchronization

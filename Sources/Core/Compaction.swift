@@ -45,7 +45,7 @@ public struct CompactionIndex: Sendable {
     /// Per map, per key.
     public var positions: [[MapKey: ChangePosition]] = []
     /// How many keys each map held before the last reset: the next fill reserves as many.
-    private var sizes: [Int] = []
+    @usableFromInline var sizes: [Int] = []
 
     public init() {}
 
@@ -54,6 +54,7 @@ public struct CompactionIndex: Sendable {
         positions = []
     }
 
+    @inlinable
     public mutating func prepare(map: Int) {
         while positions.count <= map {
             var fresh: [MapKey: ChangePosition] = [:]

@@ -13,10 +13,10 @@ public struct ConsumerLifecycle<Command, Waiter> {
         case created, running, stopping, closed
     }
 
-    public private(set) var state: State = .created
-    private var commands: [Command] = []
-    private var waiters: [Int: Waiter] = [:]
-    private var nextWaiter = 0
+    public internal(set) var state: State = .created
+    @usableFromInline var commands: [Command] = []
+    @usableFromInline var waiters: [Int: Waiter] = [:]
+    @usableFromInline var nextWaiter = 0
 
     public init() {}
 
@@ -35,6 +35,7 @@ public struct ConsumerLifecycle<Command, Waiter> {
 
     /// Queues a command for the polling thread; false once it is stopping (the caller answers the
     /// command itself). Commands queued before ``start()`` run once the thread starts.
+    @inlinable
     public mutating func enqueue(_ command: Command) -> Bool {
         switch state {
         case .created, .running:
@@ -47,7 +48,10 @@ public struct ConsumerLifecycle<Command, Waiter> {
 
     /// What the polling thread does next: the commands queued since its last turn, and whether to
     /// stop.
+    @inlinable
     public mutating func nextTurn() -> (commands: [Command], stop: Bool) {
+        // Called on every turn of the polling loop: nothing to hand over is the common case.
+        guard !commands.isEmpty else { return ([], state == .stopping) }
         defer { commands.removeAll() }
         return (commands, state == .stopping)
     }

@@ -139,6 +139,12 @@ public struct MapPlan: Sendable {
         public var change: Int
         public var key: MapKey
         public var value: String
+
+        public init(change: Int, key: MapKey, value: String) {
+            self.change = change
+            self.key = key
+            self.value = value
+        }
     }
 
     /// Commands are encoded only when sent: a batch that rebuilds the map sends none of them.

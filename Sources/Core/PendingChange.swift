@@ -12,6 +12,7 @@ public struct PendingChange: Sendable {
     /// How many change events were compacted into this one (for counting what was applied).
     public var events: Int32 = 1
 
+    @inlinable
     public init(map: Int, key: MapKey, value: String?, message: Int) {
         self.map = map
         self.key = key

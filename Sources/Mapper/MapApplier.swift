@@ -211,7 +211,7 @@ public final class MapApplier {
             report.entriesWritten += targetSize
         } else {
             report.strategies[index] = .incremental
-            var adds = plan.adds.map { (change: $0.change, key: $0.key, value: $0.value) }
+            var adds = plan.adds
             var resyncNeeded = false
             if !plan.updates.isEmpty {
                 let started = clock.now
@@ -234,7 +234,7 @@ public final class MapApplier {
                         logger.warning(
                             "HAProxy lacked a key the bridge believed present; adding it and re-reading the map",
                             metadata: ["map": "\(definition.name)", "key": "\(key)"])
-                        adds.append((update.change, key, maps[index].desired.contents[key]!))
+                        adds.append(MapPlan.Add(change: update.change, key: key, value: maps[index].desired.contents[key]!))
                         resyncNeeded = true
                     default:
                         rejections.append(Rejection(map: index, key: key, tag: update.tag, reason: answer.text))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Consumer
+import Kafka
 import Core
 import Foundation
 import Logging

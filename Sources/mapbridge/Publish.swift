@@ -1,6 +1,7 @@
 import ArgumentParser
 import Bridge
 import Consumer
+import Kafka
 import Foundation
 import Logging
 import Synchronization

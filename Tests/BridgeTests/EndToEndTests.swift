@@ -1,5 +1,6 @@
 import Bridge
 import Consumer
+import Kafka
 import Events
 import Foundation
 import TestSupport

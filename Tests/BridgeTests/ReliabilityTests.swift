@@ -1,5 +1,6 @@
 import Bridge
 import Consumer
+import Kafka
 import Core
 import Foundation
 import TestSupport

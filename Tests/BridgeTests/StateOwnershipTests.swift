@@ -1,5 +1,6 @@
 import Bridge
 import Consumer
+import Kafka
 import Foundation
 import Mapper
 import TestSupport

@@ -5,6 +5,7 @@ import TestSupport
 import Testing
 
 @testable import Consumer
+import Kafka
 
 /// Records what a consumer reports, for assertions.
 final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {

@@ -27,7 +27,7 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable, Equatable {
         self.reason = reason
     }
 
-    init(_ code: Code, _ what: String, _ error: rd_kafka_resp_err_t) {
+    package init(_ code: Code, _ what: String, _ error: rd_kafka_resp_err_t) {
         self.init(code, "\(what): \(String(cString: rd_kafka_err2str(error)))")
         underlying = error.rawValue
     }

@@ -6,28 +6,28 @@ import Synchronization
 /// Owns one librdkafka handle and the Swift side of its callbacks. The thin unsafe layer: nothing
 /// outside this module sees a C pointer, every error code becomes a ``KafkaError`` at once, and the
 /// handle is destroyed exactly once, before the callbacks it calls into are released.
-final class RdKafkaClient: @unchecked Sendable {
+package final class RdKafkaClient: @unchecked Sendable {
     /// Swift functions librdkafka's C callbacks are routed to, found through the handle's opaque.
-    final class Callbacks: @unchecked Sendable {
-        let logger: Logger
-        let settings: KafkaSettings
+    package final class Callbacks: @unchecked Sendable {
+        package let logger: Logger
+        package let settings: KafkaSettings
         /// Runs inside `rd_kafka_consumer_poll` on the polling thread.
-        var rebalance: ((OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)?
+        package var rebalance: ((OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)?
         /// Runs inside a poll call; offsets as committed (or not), with the overall error.
-        var commit: ((rd_kafka_resp_err_t, [(TopicPartition, Int64, rd_kafka_resp_err_t)]) -> Void)?
+        package var commit: ((rd_kafka_resp_err_t, [(TopicPartition, Int64, rd_kafka_resp_err_t)]) -> Void)?
         /// Runs inside `rd_kafka_poll`/`rd_kafka_flush` of a producer.
-        var delivery: ((UnsafePointer<rd_kafka_message_t>) -> Void)?
+        package var delivery: ((UnsafePointer<rd_kafka_message_t>) -> Void)?
         /// Client-level errors; `fatal` is true when the client must be destroyed.
-        var error: ((KafkaError, Bool) -> Void)?
+        package var error: ((KafkaError, Bool) -> Void)?
 
-        init(logger: Logger, settings: KafkaSettings) {
+        package init(logger: Logger, settings: KafkaSettings) {
             self.logger = logger
             self.settings = settings
         }
     }
 
-    let handle: OpaquePointer
-    let callbacks: Callbacks
+    package let handle: OpaquePointer
+    package let callbacks: Callbacks
     private let destroyed = Mutex(false)
 
     private init(handle: OpaquePointer, callbacks: Callbacks) {
@@ -41,7 +41,7 @@ final class RdKafkaClient: @unchecked Sendable {
 
     /// Destroys the handle once (later calls do nothing). It blocks until librdkafka's threads end:
     /// call it from a thread of the client's own, never from the Swift concurrency pool.
-    func destroy(flags: Int32) {
+    package func destroy(flags: Int32) {
         let first = destroyed.withLock { destroyed -> Bool in
             defer { destroyed = true }
             return !destroyed
@@ -50,7 +50,7 @@ final class RdKafkaClient: @unchecked Sendable {
     }
 
     /// Creates a consumer or producer handle with every callback routed to `callbacks`.
-    static func make(_ type: rd_kafka_type_t, settings: KafkaSettings, callbacks: Callbacks) throws(KafkaError) -> RdKafkaClient {
+    package static func make(_ type: rd_kafka_type_t, settings: KafkaSettings, callbacks: Callbacks) throws(KafkaError) -> RdKafkaClient {
         let conf = try settings.makeConf()
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(callbacks).toOpaque())
         rd_kafka_conf_set_log_cb(conf) { handle, level, facility, message in
@@ -102,7 +102,7 @@ final class RdKafkaClient: @unchecked Sendable {
         return RdKafkaClient(handle: handle, callbacks: callbacks)
     }
 
-    static func logLevel(syslog level: Int32) -> Logger.Level {
+    package static func logLevel(syslog level: Int32) -> Logger.Level {
         switch level {
         case ...2: return .critical
         case 3: return .error
@@ -115,7 +115,7 @@ final class RdKafkaClient: @unchecked Sendable {
 }
 
 /// The text of a NUL-terminated C buffer.
-func string(fromBuffer buffer: [CChar]) -> String {
+package func string(fromBuffer buffer: [CChar]) -> String {
     let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     return String(decoding: bytes, as: UTF8.self)
 }

@@ -2,9 +2,9 @@ import CRdKafka
 import Core
 
 /// Helpers for librdkafka's partition lists; lists are created and destroyed within one call.
-enum PartitionList {
+package enum PartitionList {
     /// Reads a C list as (partition, offset, error) triples.
-    static func read(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>?) -> [(TopicPartition, Int64, rd_kafka_resp_err_t)] {
+    package static func read(_ list: UnsafePointer<rd_kafka_topic_partition_list_t>?) -> [(TopicPartition, Int64, rd_kafka_resp_err_t)] {
         guard let list else { return [] }
         var result: [(TopicPartition, Int64, rd_kafka_resp_err_t)] = []
         result.reserveCapacity(Int(list.pointee.cnt))
@@ -16,7 +16,7 @@ enum PartitionList {
     }
 
     /// Calls `body` with a C list holding the partitions (and offsets, or RD_KAFKA_OFFSET_INVALID).
-    static func with<T>(_ partitions: [(TopicPartition, Int64?)], _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> T) rethrows -> T {
+    package static func with<T>(_ partitions: [(TopicPartition, Int64?)], _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> T) rethrows -> T {
         let list = rd_kafka_topic_partition_list_new(Int32(max(partitions.count, 1)))!
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for (partition, offset) in partitions {

@@ -36,7 +36,7 @@ public struct KafkaSettings: Sendable, Equatable {
     }
 
     /// Builds a librdkafka configuration; the caller owns it (until `rd_kafka_new` takes it).
-    func makeConf() throws(KafkaError) -> OpaquePointer {
+    package func makeConf() throws(KafkaError) -> OpaquePointer {
         let conf = rd_kafka_conf_new()!
         var errstr = [CChar](repeating: 0, count: 512)
         for (name, value) in properties.sorted(by: { $0.key < $1.key }) {
