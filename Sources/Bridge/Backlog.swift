@@ -1,8 +1,8 @@
 import Consumer
-import Kafka
 import Core
 import DequeModule
 import Foundation
+import Kafka
 import Synchronization
 
 /// A rebalance waiting for the pipeline: which partitions go, and the offsets to commit for them.

@@ -1,6 +1,6 @@
 import Consumer
-import Kafka
 import Core
+import Kafka
 import Mapper
 
 /// An event that cannot be applied, with what a dead letter needs to carry. A class, so that

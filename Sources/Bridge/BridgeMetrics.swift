@@ -1,8 +1,8 @@
 import Consumer
-import Kafka
 import Core
 import CoreMetrics
 import Foundation
+import Kafka
 import Synchronization
 
 /// The metrics the README lists, through swift-metrics (exported by the Prometheus endpoint when the

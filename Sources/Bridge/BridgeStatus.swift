@@ -1,6 +1,6 @@
 import Consumer
-import Kafka
 import Core
+import Kafka
 import Synchronization
 
 /// What the bridge is doing, for health and readiness checks, `check`, logs and tests.

@@ -1,8 +1,8 @@
 import Consumer
-import Kafka
 import Core
 import Events
 import Foundation
+import Kafka
 import Logging
 import Mapper
 import Yams
@@ -380,8 +380,13 @@ struct ConfigDecoder {
                 case .record, .debezium:
                     let keyField = string(fields["key_field"], "\(path).key_field")
                     let valueField = string(fields["value_field"], "\(path).value_field")
-                    if keyField?.isEmpty ?? true { problem("\(path).key_field", fields["key_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map key") }
-                    if valueField?.isEmpty ?? true { problem("\(path).value_field", fields["value_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map value") }
+                    if keyField?.isEmpty ?? true {
+                        problem("\(path).key_field", fields["key_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map key")
+                    }
+                    if valueField?.isEmpty ?? true {
+                        problem(
+                            "\(path).value_field", fields["value_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map value")
+                    }
                     var condition: RecordFields.DeleteCondition?
                     if let deleteWhen = fields["delete_when"] {
                         if format == .debezium {

@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Events
+import Kafka
 import Logging
 import Mapper
 
@@ -155,7 +155,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
     /// share state even with the default `state.directory`. Characters other than letters,
     /// digits, `.`, `_` and `-` become `_`; the identity file inside records the exact group.
     public var groupStateDirectory: String {
-        var name = String(kafka.groupID.unicodeScalars.map { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) ? Character($0) : "_" })
+        var name = String(
+            kafka.groupID.unicodeScalars.map {
+                $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) ? Character($0) : "_"
+            })
         if name.hasPrefix(".") { name = "_" + name.dropFirst() }
         return "\(stateDirectory.hasSuffix("/") ? String(stateDirectory.dropLast()) : stateDirectory)/\(name)"
     }
@@ -173,9 +176,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
             case .json: formats[topic.name] = .json
             case .kv: formats[topic.name] = .kv(map: maps.firstIndex { $0.name == topic.map } ?? 0)
             case .record:
-                formats[topic.name] = .record(map: maps.firstIndex { $0.name == topic.map } ?? 0, topic.fields ?? RecordFields(keyField: "key", valueField: "value"))
+                formats[topic.name] = .record(
+                    map: maps.firstIndex { $0.name == topic.map } ?? 0, topic.fields ?? RecordFields(keyField: "key", valueField: "value"))
             case .debezium:
-                formats[topic.name] = .debezium(map: maps.firstIndex { $0.name == topic.map } ?? 0, topic.fields ?? RecordFields(keyField: "key", valueField: "value"))
+                formats[topic.name] = .debezium(
+                    map: maps.firstIndex { $0.name == topic.map } ?? 0, topic.fields ?? RecordFields(keyField: "key", valueField: "value"))
             }
         }
         return formats

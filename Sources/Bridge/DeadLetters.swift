@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Foundation
+import Kafka
 import Logging
 import Synchronization
 

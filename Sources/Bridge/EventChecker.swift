@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Events
+import Kafka
 import Mapper
 
 /// Decodes a message and checks every change it holds with the entry rules: the one judgement of

@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Foundation
+import Kafka
 import Logging
 import Mapper
 
@@ -27,7 +27,8 @@ public enum Inspection {
             let stored = try await store.load()
             let known = stored.filter { $0.contents != nil }.count
             findings.append(
-                Finding(subject: "state", ok: true, detail: "\(store.directory) is writable and this bridge's; stored state for \(known) of \(stored.count) maps"))
+                Finding(
+                    subject: "state", ok: true, detail: "\(store.directory) is writable and this bridge's; stored state for \(known) of \(stored.count) maps"))
         } catch {
             findings.append(Finding(subject: "state", ok: false, detail: "\(error)"))
         }

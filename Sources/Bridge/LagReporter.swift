@@ -1,6 +1,6 @@
 import Consumer
-import Kafka
 import Core
+import Kafka
 
 /// Publishes consumer lag per partition and readiness every second, until cancelled. It runs beside
 /// the pipeline, not in it: lag and readiness matter most when the pipeline is stuck waiting for

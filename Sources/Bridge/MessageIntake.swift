@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Events
+import Kafka
 import Logging
 import Mapper
 import Synchronization
@@ -162,7 +162,9 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
         let details = beyond.sorted { $0.key < $1.key }.map { "\($0.key) is at \($0.value.stored) but its log ends at \($0.value.logEnd)" }
         let error = ForeignStateError(
             directory: store?.directory ?? "?",
-            problems: ["its offsets are beyond the end of the partitions' logs (a topic deleted and created again, or another cluster): \(details.joined(separator: ", "))"])
+            problems: [
+                "its offsets are beyond the end of the partitions' logs (a topic deleted and created again, or another cluster): \(details.joined(separator: ", "))"
+            ])
         refusalStorage.withLock { $0 = error }
         return KafkaError(.operation, error.description)
     }

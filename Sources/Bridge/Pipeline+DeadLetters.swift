@@ -1,6 +1,6 @@
 import Consumer
-import Kafka
 import Core
+import Kafka
 import Logging
 import Mapper
 
@@ -40,7 +40,6 @@ extension Pipeline {
                 "kafka.offset": "\(message.map { String($0.offset) } ?? "?")",
             ])
     }
-
 
     /// Counts acknowledged dead letters as done. A failed one is sent again with backoff (its
     /// source offset stays uncommitted meanwhile) until the broker refuses it for good or

@@ -1,6 +1,6 @@
 import Consumer
-import Kafka
 import Core
+import Kafka
 import Logging
 import Mapper
 

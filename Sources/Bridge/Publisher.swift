@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Events
+import Kafka
 import Logging
 import Mapper
 

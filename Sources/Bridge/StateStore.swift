@@ -1,14 +1,15 @@
 import Consumer
-import Kafka
 import Core
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
+import Kafka
 import Logging
 import Mapper
 import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Numbers the sources of entries (Kafka partitions) for ``MapContents``, and names them in files
 /// as `topic:partition` (`-` for entries no event changed).

@@ -1,7 +1,7 @@
 import CRdKafka
 import Core
-import Kafka
 import Foundation
+import Kafka
 import Logging
 import Synchronization
 

@@ -1,7 +1,7 @@
 import CRdKafka
 import Core
-import Kafka
 import Foundation
+import Kafka
 import Logging
 import Synchronization
 
@@ -414,7 +414,8 @@ public final class KafkaConsumer: @unchecked Sendable {
         if error != RD_KAFKA_RESP_ERR_NO_ERROR {
             logger.warning("closing the consumer", metadata: ["error": "\(String(cString: rd_kafka_err2str(error)))"])
         }
-        logger.info(configuration.membership == .group ? "consumer closed; left the group" : "consumer closed", metadata: ["kafka.group": "\(configuration.groupID)"])
+        logger.info(
+            configuration.membership == .group ? "consumer closed; left the group" : "consumer closed", metadata: ["kafka.group": "\(configuration.groupID)"])
         // Destroyed here, on this thread: destroying blocks, and must not run on the Swift pool.
         client.destroy(flags: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
         let (unexecuted, waiters) = shared.withLock { $0.lifecycle.pollingEnded() }

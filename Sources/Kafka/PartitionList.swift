@@ -16,7 +16,9 @@ package enum PartitionList {
     }
 
     /// Calls `body` with a C list holding the partitions (and offsets, or RD_KAFKA_OFFSET_INVALID).
-    package static func with<T>(_ partitions: [(TopicPartition, Int64?)], _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> T) rethrows -> T {
+    package static func with<T>(
+        _ partitions: [(TopicPartition, Int64?)], _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> T
+    ) rethrows -> T {
         let list = rd_kafka_topic_partition_list_new(Int32(max(partitions.count, 1)))!
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for (partition, offset) in partitions {

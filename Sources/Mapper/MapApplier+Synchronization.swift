@@ -57,7 +57,8 @@ extension MapApplier {
                 await fresh.close()
                 throw MapperError(
                     .unsupportedVersion,
-                    "HAProxy \(current.version) is not supported: mapbridge needs HAProxy \(HAProxyInfo.oldestSupported.major).\(HAProxyInfo.oldestSupported.minor) or later")
+                    "HAProxy \(current.version) is not supported: mapbridge needs HAProxy \(HAProxyInfo.oldestSupported.major).\(HAProxyInfo.oldestSupported.minor) or later"
+                )
             }
             if current.stopping {
                 await fresh.close()
@@ -119,7 +120,8 @@ extension MapApplier {
             maps[index].desired.contents = MapContents(entries: live)
             maps[index].desired.adoptLive = false
             logger.info(
-                "adopted HAProxy's live map as the starting state", metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].desired.contents.count)"])
+                "adopted HAProxy's live map as the starting state",
+                metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].desired.contents.count)"])
         }
         let comparison =
             exclusive

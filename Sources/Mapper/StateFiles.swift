@@ -107,7 +107,8 @@ public enum StateFiles {
         let damaged = { (why: String) in
             MapperError(
                 .damagedState,
-                "\(path): damaged \(kind) (\(why)); it is not used. Move the state directory away to start from HAProxy's live maps and the group's committed offsets")
+                "\(path): damaged \(kind) (\(why)); it is not used. Move the state directory away to start from HAProxy's live maps and the group's committed offsets"
+            )
         }
         guard bytes.last == 0x0A else { throw damaged(bytes.isEmpty ? "empty" : "its last line is cut short") }
         let lastLineStart = bytes.dropLast().lastIndex(of: 0x0A).map { $0 + 1 } ?? 0

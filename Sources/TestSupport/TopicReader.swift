@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Foundation
+import Kafka
 import Logging
 
 /// Reads every message of a topic from the beginning (a dead-letter topic, say), in a consumer

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Consumer
-import Kafka
 import Core
 import Foundation
+import Kafka
 import Logging
 import Mapper
 import NIOCore

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Bridge
 import Consumer
-import Kafka
 import Foundation
+import Kafka
 import Logging
 import Synchronization
 

@@ -65,7 +65,9 @@ struct CommandLineTests {
                 }
                 // What the bridge does differently on the HAProxy it reached (whichever version runs the tests).
                 let haproxyLine = good.output.split(separator: "\n").first { $0.hasPrefix("ok   haproxy: ") } ?? ""
-                #expect(haproxyLine.contains("HAProxy ") && (haproxyLine.contains("set/del scan the whole map") || haproxyLine.contains("set/del use a tree")), "\(haproxyLine)")
+                #expect(
+                    haproxyLine.contains("HAProxy ") && (haproxyLine.contains("set/del scan the whole map") || haproxyLine.contains("set/del use a tree")),
+                    "\(haproxyLine)")
                 let bad = try mapbridge([
                     "check", "--config",
                     try write(

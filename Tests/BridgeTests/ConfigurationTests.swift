@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Events
 import Foundation
+import Kafka
 import Mapper
 import Testing
 
@@ -236,9 +236,10 @@ struct RecordTopicConfigurationTests {
         let missing = problems("\n  - { name: r, format: record, map: hosts }")
         #expect(missing.contains { $0.contains("key_field") } && missing.contains { $0.contains("value_field") }, "\(missing)")
         #expect(problems("\n  - { name: r, format: debezium, key_field: a, value_field: b }").contains { $0.contains(".map") })
-        #expect(problems("\n  - { name: r, format: debezium, map: hosts, key_field: a, value_field: b, delete_when: { field: x, equals: 1 } }").contains {
-            $0.contains("delete_when")
-        })
+        #expect(
+            problems("\n  - { name: r, format: debezium, map: hosts, key_field: a, value_field: b, delete_when: { field: x, equals: 1 } }").contains {
+                $0.contains("delete_when")
+            })
         #expect(problems("\n  - { name: r, format: json, key_field: a }").contains { $0.contains("key_field") })
     }
 }

@@ -1,8 +1,8 @@
 import Bridge
 import Consumer
-import Kafka
 import Core
 import Foundation
+import Kafka
 import Mapper
 import TestSupport
 import Testing

@@ -1,8 +1,8 @@
 import Bridge
 import Consumer
-import Kafka
 import Events
 import Foundation
+import Kafka
 import TestSupport
 import Testing
 

@@ -148,9 +148,10 @@ struct OperationsTests {
                         Self.sample(served, $0) ?? 0 > 0 || $0 == "mapbridge_consumer_lag" && Self.sample(served, $0) != nil
                     } && Self.sample(served, "mapbridge_ready") == 1
                 }
-                let servedNames = Set(served.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
-                    line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
-                })
+                let servedNames = Set(
+                    served.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
+                        line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
+                    })
                 let missing = named.subtracting(servedNames)
                 #expect(missing.isEmpty, "named by the dashboard or the rules, not served: \(missing.sorted())")
             }

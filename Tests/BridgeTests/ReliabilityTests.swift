@@ -1,8 +1,8 @@
 import Bridge
 import Consumer
-import Kafka
 import Core
 import Foundation
+import Kafka
 import TestSupport
 import Testing
 
@@ -119,35 +119,35 @@ struct ReliabilityTests {
             if strategy != nil { properties += ["session.timeout.ms: \"6000\"", "heartbeat.interval.ms: \"500\""] }
             if let debug = ProcessInfo.processInfo.environment["RDKAFKA_DEBUG"] { properties.append("debug: \"\(debug)\"") }
             return """
-            kafka:
-              brokers: "\(cluster.bootstrapServers)"
-              group_id: \(group)\(strategy.map { "\n  membership: group\n  assignment_strategy: \($0)" } ?? "")
-              properties: {\(properties.joined(separator: ", "))}
-            haproxy:
-              socket: "\(haproxy.endpoint)"
-              timeout_ms: 2000
-              check_interval_ms: 500
-              reconnect: { initial_ms: 50, max_ms: 500 }
-            topics:
-              - name: changes
-                format: json
-              - name: routes
-                format: kv
-                map: routes
-            maps:
-              hosts:
-                path: \(haproxy.mapPath("hosts"))
-              routes:
-                path: \(haproxy.mapPath("routes"))
-            batch: { max_events: 5000, max_wait_ms: 10 }
-            \(backlog)
-            commit: { interval_ms: 200 }
-            shutdown: { timeout_ms: 3000 }
-            state: { directory: \(directory.file("state")) }
-            http: { listen: "127.0.0.1:0" }
-            log: { level: \(ProcessInfo.processInfo.environment["BRIDGE_LOG_LEVEL"] ?? "info") }
-            \(extra)
-            """
+                kafka:
+                  brokers: "\(cluster.bootstrapServers)"
+                  group_id: \(group)\(strategy.map { "\n  membership: group\n  assignment_strategy: \($0)" } ?? "")
+                  properties: {\(properties.joined(separator: ", "))}
+                haproxy:
+                  socket: "\(haproxy.endpoint)"
+                  timeout_ms: 2000
+                  check_interval_ms: 500
+                  reconnect: { initial_ms: 50, max_ms: 500 }
+                topics:
+                  - name: changes
+                    format: json
+                  - name: routes
+                    format: kv
+                    map: routes
+                maps:
+                  hosts:
+                    path: \(haproxy.mapPath("hosts"))
+                  routes:
+                    path: \(haproxy.mapPath("routes"))
+                batch: { max_events: 5000, max_wait_ms: 10 }
+                \(backlog)
+                commit: { interval_ms: 200 }
+                shutdown: { timeout_ms: 3000 }
+                state: { directory: \(directory.file("state")) }
+                http: { listen: "127.0.0.1:0" }
+                log: { level: \(ProcessInfo.processInfo.environment["BRIDGE_LOG_LEVEL"] ?? "info") }
+                \(extra)
+                """
         }
 
         /// The committed offsets of the group, per `topic:partition` (one attempt).
@@ -569,7 +569,8 @@ struct ReliabilityTests {
             try await waitUntil("the maps to converge", timeout: 120) { world.converged() }
             try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
             #expect(try await bridge.terminate() == 0)
-            print("reliability: SIGTERM test: \(world.workload.log.count) events, 12 SIGTERMs at \(moments.sorted()) ms after start, all exit 0, lost changes: 0")
+            print(
+                "reliability: SIGTERM test: \(world.workload.log.count) events, 12 SIGTERMs at \(moments.sorted()) ms after start, all exit 0, lost changes: 0")
         }
     }
 
@@ -593,7 +594,9 @@ struct ReliabilityTests {
             let took = ContinuousClock.now - signalled
             #expect(status == 0)
             #expect(took < .seconds(20), "stopped after \(took)")
-            #expect(!bridge.logLines(containing: "could not commit at shutdown").isEmpty, "\(bridge.log().split(separator: "\n").suffix(8).joined(separator: "\n"))")
+            #expect(
+                !bridge.logLines(containing: "could not commit at shutdown").isEmpty, "\(bridge.log().split(separator: "\n").suffix(8).joined(separator: "\n"))"
+            )
             try world.cluster.setBrokerRTT(1, milliseconds: 0)
         }
     }

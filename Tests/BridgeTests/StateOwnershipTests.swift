@@ -1,7 +1,7 @@
 import Bridge
 import Consumer
-import Kafka
 import Foundation
+import Kafka
 import Mapper
 import TestSupport
 import Testing
@@ -45,7 +45,9 @@ struct StateOwnershipTests {
 
     /// Runs `body` with two edges' worlds: two HAProxy instances, two clusters, one shared state
     /// directory, and the first edge's bridge run to completion with 500 entries stored.
-    func withTwoEdges(_ body: (_ first: HAProxyProcess, _ second: HAProxyProcess, _ clusters: [EmbeddedKafkaCluster], _ state: TemporaryDirectory) async throws -> Void)
+    func withTwoEdges(
+        _ body: (_ first: HAProxyProcess, _ second: HAProxyProcess, _ clusters: [EmbeddedKafkaCluster], _ state: TemporaryDirectory) async throws -> Void
+    )
         async throws
     {
         try await withHAProxy([TestMap("hosts")]) { first in
@@ -55,7 +57,8 @@ struct StateOwnershipTests {
                 let clusters = try (0..<2).map { _ in try EmbeddedKafkaCluster(logger: testLogger("test.cluster")) }
                 for cluster in clusters { try cluster.createTopic("changes", partitions: 2) }
                 let edge = try BridgeProcess(
-                    yaml: Self.yaml(cluster: clusters[0], group: "edge-1", haproxy: first, state: directory.file("state")), directory: directory, name: "edge-1")
+                    yaml: Self.yaml(cluster: clusters[0], group: "edge-1", haproxy: first, state: directory.file("state")), directory: directory, name: "edge-1"
+                )
                 try edge.start()
                 try Self.produce(clusters[0], (0..<500).map { ("k\($0).example.com", "be_first") })
                 try await waitUntil("the first edge to apply its entries", timeout: 60) { Self.live(first).count == 500 }

@@ -1,7 +1,7 @@
 import Consumer
-import Kafka
 import Core
 import Foundation
+import Kafka
 import Mapper
 import TestSupport
 import Testing

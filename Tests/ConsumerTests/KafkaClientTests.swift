@@ -1,11 +1,11 @@
 import Core
 import Foundation
+import Kafka
 import Logging
 import TestSupport
 import Testing
 
 @testable import Consumer
-import Kafka
 
 /// Records what a consumer reports, for assertions.
 final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {

@@ -35,7 +35,9 @@ struct RecordDecoderTests {
         #expect(decode(#"{"host":"k","backend":1.5}"#, format).changes == [set("k", "1.5")])
         #expect(decode(#"{"host":"old.example.com","backend":"be_x","deleted":true}"#, format).changes == [del("old.example.com")])
         #expect(decode(#"{"host":"kept.example.com","backend":"be_x","deleted":false}"#, format).changes == [set("kept.example.com", "be_x")])
-        #expect(decode(#"{"host":"kept.example.com","backend":"be_x","deleted":"true"}"#, format).changes == [set("kept.example.com", "be_x")], "a string is not the boolean")
+        #expect(
+            decode(#"{"host":"kept.example.com","backend":"be_x","deleted":"true"}"#, format).changes == [set("kept.example.com", "be_x")],
+            "a string is not the boolean")
         #expect(decode(nil, format).changes.isEmpty && decode(nil, format).failure == nil, "a tombstone carries no record")
         #expect(decode(#"{"backend":"be_x"}"#, format).failure?.label == "missing_field")
         #expect(decode(#"{"host":"k"}"#, format).failure?.label == "missing_field")
@@ -45,8 +47,10 @@ struct RecordDecoderTests {
         #expect(decode(#"["k","v"]"#, format).failure?.label == "bad_json")
     }
 
-    static let schema = #"{"type":"struct","fields":[{"type":"struct","fields":[{"type":"string","optional":false,"field":"host"},{"type":"string","optional":true,"field":"backend"},{"type":"int32","optional":true,"field":"weight"}],"optional":true,"name":"dbserver1.public.routes.Value","field":"before"},{"type":"struct","fields":[{"type":"string","optional":false,"field":"host"},{"type":"string","optional":true,"field":"backend"},{"type":"int32","optional":true,"field":"weight"}],"optional":true,"name":"dbserver1.public.routes.Value","field":"after"},{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"}],"optional":false,"name":"dbserver1.public.routes.Envelope"}"#
-    static let source = #"{"version":"2.5.4.Final","connector":"postgresql","name":"dbserver1","ts_ms":1559033904863,"snapshot":"false","db":"postgres","sequence":"[\"24023119\",\"24023128\"]","schema":"public","table":"routes","txId":555,"lsn":24023128,"xmin":null}"#
+    static let schema =
+        #"{"type":"struct","fields":[{"type":"struct","fields":[{"type":"string","optional":false,"field":"host"},{"type":"string","optional":true,"field":"backend"},{"type":"int32","optional":true,"field":"weight"}],"optional":true,"name":"dbserver1.public.routes.Value","field":"before"},{"type":"struct","fields":[{"type":"string","optional":false,"field":"host"},{"type":"string","optional":true,"field":"backend"},{"type":"int32","optional":true,"field":"weight"}],"optional":true,"name":"dbserver1.public.routes.Value","field":"after"},{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"}],"optional":false,"name":"dbserver1.public.routes.Envelope"}"#
+    static let source =
+        #"{"version":"2.5.4.Final","connector":"postgresql","name":"dbserver1","ts_ms":1559033904863,"snapshot":"false","db":"postgres","sequence":"[\"24023119\",\"24023128\"]","schema":"public","table":"routes","txId":555,"lsn":24023128,"xmin":null}"#
 
     func envelope(before: String, after: String, op: String, wrapped: Bool) -> String {
         let payload = #"{"before":\#(before),"after":\#(after),"source":\#(Self.source),"op":"\#(op)","ts_ms":1559033904863,"transaction":null}"#
@@ -65,10 +69,15 @@ struct RecordDecoderTests {
         // REPLICA IDENTITY FULL: before holds the old row; a changed key column deletes the old key first.
         let moved = #"{"host":"api2.example.com","backend":"be_api_v2","weight":10}"#
         #expect(
-            decode(envelope(before: updated, after: moved, op: "u", wrapped: wrapped), format).changes == [del("api.example.com"), set("api2.example.com", "be_api_v2")])
+            decode(envelope(before: updated, after: moved, op: "u", wrapped: wrapped), format).changes == [
+                del("api.example.com"), set("api2.example.com", "be_api_v2"),
+            ])
         #expect(decode(envelope(before: updated, after: updated, op: "u", wrapped: wrapped), format).changes == [set("api.example.com", "be_api_v2")])
         // A delete with REPLICA IDENTITY DEFAULT carries the primary key only.
-        #expect(decode(envelope(before: #"{"host":"api.example.com","backend":null,"weight":null}"#, after: "null", op: "d", wrapped: wrapped), format).changes == [del("api.example.com")])
+        #expect(
+            decode(envelope(before: #"{"host":"api.example.com","backend":null,"weight":null}"#, after: "null", op: "d", wrapped: wrapped), format).changes == [
+                del("api.example.com")
+            ])
         #expect(decode(nil, format).changes.isEmpty && decode(nil, format).failure == nil, "the tombstone after a delete")
         // Invalid: truncate, a missing row, a missing column, not an envelope.
         #expect(decode(envelope(before: "null", after: "null", op: "t", wrapped: wrapped), format).failure?.label == "bad_op")

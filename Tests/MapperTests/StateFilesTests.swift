@@ -42,7 +42,10 @@ struct StateFilesTests {
             ("empty", []),
             ("cut at a line end", Array(whole[...whole[..<(whole.count / 2)].lastIndex(of: 0x0A)!])),
             ("cut mid-line", Array(whole[..<(whole.count / 2)])),
-            ("a value changed", Array(whole[...newline]) + Array(String(decoding: whole[(newline + 1)...], as: UTF8.self).replacingOccurrences(of: "v7\n", with: "v8\n").utf8)),
+            (
+                "a value changed",
+                Array(whole[...newline]) + Array(String(decoding: whole[(newline + 1)...], as: UTF8.self).replacingOccurrences(of: "v7\n", with: "v8\n").utf8)
+            ),
             ("a line dropped", Array(String(decoding: whole, as: UTF8.self).replacingOccurrences(of: "changes:0\tk7\tv7\n", with: "").utf8)),
         ]
         for (what, bytes) in damaged {

@@ -46,7 +46,8 @@ struct TypeSyntaxTests {
     func typedRules() {
         let rules = EntryRules.default
         let servers = MapDefinition(name: "s", path: "/s.map", valueType: .ip)
-        #expect(rules.check(key: "k", value: "2001:db8::/32", for: servers) == .wrongType(.value, expected: "an IPv4 or IPv6 address (a network is not a value)"))
+        #expect(
+            rules.check(key: "k", value: "2001:db8::/32", for: servers) == .wrongType(.value, expected: "an IPv4 or IPv6 address (a network is not a value)"))
         #expect(rules.check(key: "k", value: "2001:db8::1", for: servers) == nil)
         let weights = MapDefinition(name: "w", path: "/w.map", valueType: .int)
         let blocked = MapDefinition(name: "b", path: "/b.map", match: .ip)
