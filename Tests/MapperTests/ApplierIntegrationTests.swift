@@ -358,6 +358,25 @@ struct ApplierIntegrationTests {
         }
     }
 
+    @Test("sharing the map, a key HAProxy holds three times is repaired key by key to one entry, on every version")
+    func duplicatesRepairedKeyByKey() async throws {
+        // HAProxy 3.3 removes one entry of a duplicated key per `del map` in an interactive
+        // session; the repair must not leave the others behind (run with MAPBRIDGE_TEST_HAPROXY).
+        try await withHAProxy([TestMap("hosts", initialLines: ["a 1", "b 2", "a 3", "a 4"])]) { haproxy in
+            let owner: MapContents.Owner = 7
+            let desired = MapContents(owned: [
+                MapContents.Entry(key: MapKey("a"), value: "1", owner: owner), MapContents.Entry(key: MapKey("b"), value: "2", owner: owner),
+            ])
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")], initial: [desired])
+            applier.setOwnership(exclusive: false, owned: [owner])
+            let sync = try await applier.synchronize()
+            #expect(sync.resynced.first?.comparison.duplicated == [MapKey("a")])
+            #expect(sync.resynced.first?.strategy == .incremental)
+            try expectExact(haproxy, "hosts", ["a": "1", "b": "2"])
+            await applier.disconnect()
+        }
+    }
+
     @Test("a map HAProxy has not loaded is an error naming it, before anything is sent")
     func unknownMap() async throws {
         try await withHAProxy([TestMap("hosts")]) { haproxy in
