@@ -52,6 +52,10 @@ public struct HAProxyInfo: Sendable, Equatable {
     /// the old value: a silent answer proves nothing and is confirmed by reading the map back.
     public var answersRefusedValuesSilently: Bool { isBefore(3, 2) }
 
+    /// From 3.3 on, `del map` in an interactive session removes one entry of a duplicated key per
+    /// call (earlier versions remove them all): a delete is repeated until the key is gone.
+    public var deletesOneEntryPerCall: Bool { !isBefore(3, 3) }
+
     /// The oldest version the bridge works with: 2.4 (measured here: 2.4, 2.6, 2.8, 3.0, 3.2, 3.3).
     public static let oldestSupported = (major: 2, minor: 4)
     /// The newest version measured; later ones are used, with a warning.
@@ -74,6 +78,9 @@ public struct HAProxyInfo: Sendable, Equatable {
                 : "set/del use a tree (2.9 and later): batches are applied incrementally unless a rebuild is cheaper")
         if answersRefusedValuesSilently {
             notes.append("a refused typed value gets no answer (before 3.2): silent set map answers on _ip/_int maps are confirmed by reading the map back")
+        }
+        if deletesOneEntryPerCall {
+            notes.append("del map removes one entry of a duplicated key per call (3.3 and later): deletes are repeated until HAProxy holds none")
         }
         if isNewerThanTested { notes.append("newer than the last version tested (\(Self.newestTested.major).\(Self.newestTested.minor)): used as that one") }
         return notes

@@ -240,6 +240,18 @@ public final class MapApplier {
                         rejections.append(Rejection(map: index, key: key, tag: update.tag, reason: answer.text))
                     }
                 }
+                // From 3.3 on a `del` removes one entry of a duplicated key (two writers added it):
+                // delete again until HAProxy answers that the key is gone.
+                if info?.deletesOneEntryPerCall ?? false {
+                    var again = zip(plan.updates, answers).filter { $0.0.value == nil && $0.1.isEmpty }.map(\.0.key)
+                    var rounds = 0
+                    while !again.isEmpty && rounds < 64 {
+                        let answers = try await connection.execute(again.map { RuntimeCommand.del(definition.path, key: $0.string) })
+                        report.commands += answers.count
+                        again = zip(again, answers).filter { $0.1.isEmpty }.map(\.0)
+                        rounds += 1
+                    }
+                }
                 // A silent answer to `set map` on a typed-value map proves nothing: HAProxy 2.4 to
                 // 3.0 answer a value they cannot parse with silence and keep the old one. Read the
                 // map back and count only what it now holds.

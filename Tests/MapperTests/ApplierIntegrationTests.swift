@@ -377,6 +377,22 @@ struct ApplierIntegrationTests {
         }
     }
 
+    @Test("a batch's delete removes every entry of a key another writer duplicated, on every version")
+    func deleteRemovesDuplicates() async throws {
+        // HAProxy 3.3 removes one entry per interactive `del map` (run with MAPBRIDGE_TEST_HAPROXY).
+        try await withHAProxy([TestMap("hosts", initialLines: ["a 1", "b 2"])]) { haproxy in
+            var options = ApplierOptions()
+            options.strategy.override = .incremental  // the batch's own del, not a rebuild
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")], options: options)
+            _ = try await applier.synchronize()
+            _ = try haproxy.oracle.run("add map \(haproxy.mapPath("hosts")) a 5")
+            _ = try haproxy.oracle.run("add map \(haproxy.mapPath("hosts")) a 6")
+            _ = try await applier.apply([[del("a")]])
+            try expectExact(haproxy, "hosts", ["b": "2"])
+            await applier.disconnect()
+        }
+    }
+
     @Test("a map HAProxy has not loaded is an error naming it, before anything is sent")
     func unknownMap() async throws {
         try await withHAProxy([TestMap("hosts")]) { haproxy in
