@@ -58,7 +58,6 @@ let package = Package(
                 "Core",
                 "Kafka",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         // The HAProxy side: runtime-API connection, encoding, map state, applier.

@@ -73,13 +73,11 @@ final class Backlog: Sendable {
         self.maxBytes = maxBytes
     }
 
-    /// Adds a burst; returns true when the bound is reached and the consumer must pause. `pause`
-    /// is called then, under the backlog's lock, so that the pause and a ``takeResume(_:)`` that
-    /// follows it reach the consumer in that order (called after the lock, a pause could land after
-    /// the pipeline had already drained the backlog and resumed: the consumer then stayed paused
-    /// for good).
+    /// Adds a burst; returns true, once, when the bound is reached and the consumer must pause.
+    /// The consumer carries that pause out on its polling thread before it reads the resume that
+    /// ``takeResume(_:)`` queues for it, so the two reach librdkafka in that order.
     @discardableResult
-    func push(_ chunk: Batch, pause: () -> Void = {}) -> Bool {
+    func push(_ chunk: Batch) -> Bool {
         guard !chunk.isEmpty else { return false }
         let full = state.withLock { state -> Bool in
             guard !state.closed else { return false }
@@ -91,7 +89,6 @@ final class Backlog: Sendable {
             state.peakBytes = max(state.peakBytes, state.bytes)
             if !state.paused && (state.events >= maxEvents || state.bytes >= maxBytes) {
                 state.paused = true
-                pause()
                 return true
             }
             return false
@@ -153,7 +150,7 @@ final class Backlog: Sendable {
     var isClosed: Bool { state.withLock { $0.closed } }
 
     /// True once when the consumer was paused and the backlog has drained below half its bound;
-    /// `resume` is then called under the lock (see ``push(_:pause:)``).
+    /// `resume` is then called under the lock, so a resume and the next pause cannot cross.
     func takeResume(_ resume: () -> Void = {}) -> Bool {
         state.withLock { state in
             guard state.paused, state.events < maxEvents / 2, state.bytes < maxBytes / 2 else { return false }

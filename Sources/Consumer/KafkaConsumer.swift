@@ -234,11 +234,10 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
-    /// Stops fetching from every assigned partition (and from those assigned later) until ``resume()``,
-    /// while the group membership stays alive. librdkafka drops what it prefetched; fetching
-    /// resumes from the position after the last message handed over.
-    public func pause() { enqueue(.pause) }
-
+    /// Fetches again after the delegate answered ``FlowControl/pause``. A pause stops fetching from
+    /// every assigned partition (and from those assigned later) while the group membership stays
+    /// alive; librdkafka drops what it prefetched, and fetching resumes from the position after
+    /// the last message handed over.
     public func resume() { enqueue(.resume) }
 
     /// How many partitions each topic has, from the cluster's metadata (asked on the polling thread).

@@ -147,26 +147,17 @@ extension MapApplier {
             // Key by key: remove extras and every duplicated key, set different values, then add
             // what is missing (including the duplicated keys, now gone).
             let contents = maps[index].desired.contents
-            // One `del` per live entry of the key: HAProxy 3.3 removes a single entry of a
-            // duplicated key per `del map` in an interactive session (earlier versions remove
-            // them all; the extra dels are then answered "Key not found.").
             var removals: [MapKey] = []
-            var entries: [MapKey: Int] = [:]
-            for key in comparison.extra + comparison.duplicated where entries[key] == nil {
-                entries[key] = 0
-                removals.append(key)
-            }
-            for (keyText, _) in live {
-                let key = MapKey(keyText)
-                if let count = entries[key] { entries[key] = count + 1 }
-            }
-            var targets: [MapKey] = []
-            for key in removals { targets += repeatElement(key, count: max(1, entries[key] ?? 1)) }
-            var commands = targets.map { RuntimeCommand.del(definition.path, key: $0.string) }
+            var seen = Set<MapKey>()
+            for key in comparison.extra + comparison.duplicated where seen.insert(key).inserted { removals.append(key) }
+            var targets = removals
+            var commands = removals.map { RuntimeCommand.del(definition.path, key: $0.string) }
             let updates = comparison.different.filter { !comparison.duplicated.contains($0) }
             commands += updates.map { RuntimeCommand.set(definition.path, key: $0.string, value: contents[$0]!) }
             targets += updates
             let answers = try await connection.execute(commands)
+            // Every entry of a duplicated key goes, on HAProxy versions that delete one per call.
+            _ = try await deleteRemainingEntries(of: zip(removals, answers).filter { $0.1.isEmpty }.map(\.0), definition, connection)
             var refused = Set<MapKey>()
             for (offset, answer) in answers.enumerated() where !answer.isEmpty && answer.text != "Key not found." {
                 try Self.checkKnownMap(answer, definition)

@@ -240,18 +240,8 @@ public final class MapApplier {
                         rejections.append(Rejection(map: index, key: key, tag: update.tag, reason: answer.text))
                     }
                 }
-                // From 3.3 on a `del` removes one entry of a duplicated key (two writers added it):
-                // delete again until HAProxy answers that the key is gone.
-                if info?.deletesOneEntryPerCall ?? false {
-                    var again = zip(plan.updates, answers).filter { $0.0.value == nil && $0.1.isEmpty }.map(\.0.key)
-                    var rounds = 0
-                    while !again.isEmpty && rounds < 64 {
-                        let answers = try await connection.execute(again.map { RuntimeCommand.del(definition.path, key: $0.string) })
-                        report.commands += answers.count
-                        again = zip(again, answers).filter { $0.1.isEmpty }.map(\.0)
-                        rounds += 1
-                    }
-                }
+                report.commands += try await deleteRemainingEntries(
+                    of: zip(plan.updates, answers).filter { $0.0.value == nil && $0.1.isEmpty }.map(\.0.key), definition, connection)
                 // A silent answer to `set map` on a typed-value map proves nothing: HAProxy 2.4 to
                 // 3.0 answer a value they cannot parse with silence and keep the old one. Read the
                 // map back and count only what it now holds.
@@ -299,6 +289,24 @@ public final class MapApplier {
         }
         report.rejections += rejections
         maps[index].desired.settle()
+    }
+
+    /// Deletes again, until HAProxy answers that each key is gone, keys whose `del map` it has just
+    /// acknowledged: from 3.3 on, an interactive `del map` removes one entry of a key that two
+    /// writers added twice (earlier versions remove them all, and nothing is sent). Returns the
+    /// commands sent.
+    func deleteRemainingEntries(of keys: [MapKey], _ definition: MapDefinition, _ connection: RuntimeConnection) async throws -> Int {
+        guard info?.deletesOneEntryPerCall ?? false else { return 0 }
+        var again = keys
+        var commands = 0
+        var rounds = 0
+        while !again.isEmpty && rounds < 64 {
+            let answers = try await connection.execute(again.map { RuntimeCommand.del(definition.path, key: $0.string) })
+            commands += answers.count
+            again = zip(again, answers).filter { $0.1.isEmpty }.map(\.0)
+            rounds += 1
+        }
+        return commands
     }
 
     public static func checkKnownMap(_ answer: RuntimeResponse, _ definition: MapDefinition) throws {

@@ -129,13 +129,24 @@ struct CoalescerTests {
     @Test("pause and resume reach the consumer in the order the backlog decided them, however the pipeline races the intake")
     func pauseResumeOrder() async throws {
         let backlog = Backlog(maxEvents: 8, maxBytes: 1 << 30)
+        // What the consumer carried out, in order, and the resumes queued for it (as the real
+        // consumer does, the polling thread pauses itself and runs queued commands between bursts).
         let commands = Mutex<[String]>([])
+        let queued = Mutex<[String]>([])
         let stuck = Mutex(false)
         let rounds = 2000
         let intake = Thread {
+            let runQueued = {
+                let pending = queued.withLock { queue in
+                    defer { queue.removeAll() }
+                    return queue
+                }
+                commands.withLock { $0 += pending }
+            }
             // A consumer: while paused it delivers nothing; each burst fills the backlog.
             for round in 0..<rounds {
                 let deadline = Date().addingTimeInterval(5)
+                runQueued()
                 while commands.withLock({ $0.last == "pause" }) {
                     guard Date() < deadline else {
                         stuck.withLock { $0 = true }
@@ -143,10 +154,11 @@ struct CoalescerTests {
                         return
                     }
                     usleep(50)
+                    runQueued()
                 }
                 var chunk = self.batch([8], keys: "r\(round)-")
                 chunk.arrival = .now
-                backlog.push(chunk) { commands.withLock { $0.append("pause") } }
+                if backlog.push(chunk) { commands.withLock { $0.append("pause") } }
             }
             backlog.close()
         }
@@ -154,8 +166,9 @@ struct CoalescerTests {
         // The pipeline: takes a batch as soon as one is there, and resumes right after taking it.
         while let item = try await backlog.next(maxEvents: 8, maxWait: .zero, idleDeadline: nil) {
             guard case .batch = item else { continue }
-            _ = backlog.takeResume { commands.withLock { $0.append("resume") } }
+            _ = backlog.takeResume { queued.withLock { $0.append("resume") } }
         }
+        commands.withLock { $0 += queued.withLock { $0 } }
         let sent = commands.withLock { $0 }
         #expect(!stuck.withLock { $0 }, "the consumer stayed paused with the backlog drained")
         #expect(sent.count >= rounds, "the backlog filled and drained at every burst")

@@ -22,6 +22,10 @@ final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {
     private var assignedPartitions: [TopicPartition] = []
     private var revokedPartitions: [TopicPartition] = []
     var commitOnRevoke: @Sendable ([TopicPartition]) -> [TopicPartition: Int64] = { _ in [:] }
+    /// The answer to every burst.
+    var flowControl: FlowControl = .proceed
+    private var pauseCount = 0
+    var pauses: Int { lock.withLock { pauseCount } }
 
     var messages: [Record] { lock.withLock { records } }
     var assigned: [TopicPartition] { lock.withLock { assignedPartitions } }
@@ -32,7 +36,12 @@ final class RecordingDelegate: KafkaConsumerDelegate, @unchecked Sendable {
             partition: message.topicPartition, offset: message.offset, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
         lock.withLock { records.append(record) }
     }
-    func endOfBurst() -> FlowControl { .proceed }
+    func endOfBurst() -> FlowControl {
+        lock.withLock {
+            if flowControl == .pause && !records.isEmpty { pauseCount += 1 }
+            return records.isEmpty ? .proceed : flowControl
+        }
+    }
     func assigned(_ partitions: [TopicPartition]) -> FlowControl {
         lock.withLock { assignedPartitions += partitions }
         return .proceed
@@ -126,20 +135,25 @@ struct KafkaClientTests {
         try cluster.createTopic("events", partitions: 2)
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: Self.logger)
         let delegate = RecordingDelegate()
+        // The delegate asks for a pause after every burst; only a resume fetches more.
+        delegate.flowControl = .pause
         let consumer = try consumer(cluster, group: "g3", topics: ["events"], delegate: delegate)
         try consumer.start()
         try await waitUntil("an assignment") { consumer.currentAssignment.count == 2 }
         var produced = 0
-        for round in 0..<5 {
+        for _ in 0..<5 {
             for _ in 0..<400 {
                 try producer.produce(topic: "events", key: Array("\(produced)".utf8), value: Array("\(produced)".utf8))
                 produced += 1
             }
-            if round % 2 == 0 { consumer.pause() } else { consumer.resume() }
             try producer.flush()
+            consumer.resume()
         }
-        consumer.resume()
-        try await waitUntil("every message") { delegate.messages.count >= produced }
+        try await waitUntil("every message") {
+            consumer.resume()
+            return delegate.messages.count >= produced
+        }
+        #expect(delegate.pauses > 1, "the consumer paused between bursts")
         let values = delegate.messages.compactMap { $0.value.map { String(decoding: $0, as: UTF8.self) } }
         #expect(values.count == produced)
         #expect(Set(values).count == produced)
