@@ -54,7 +54,7 @@ public struct MapComparison: Sendable, Equatable {
     /// this bridge's to judge. Order is not compared (several writers interleave their adds).
     public static func compare(desired: MapContents, live: some Sequence<(key: String, value: String)>, owned: Set<MapContents.Owner>) -> MapComparison {
         var result = MapComparison()
-        var seen = Set<MapKey>()
+        var seen = Set<MapKey>(minimumCapacity: desired.count)
         var duplicated = Set<MapKey>()
         var extra = Set<MapKey>()
         for (keyText, value) in live {

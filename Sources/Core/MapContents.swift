@@ -44,7 +44,8 @@ public struct MapContents: Sendable {
     /// Builds contents from entries in HAProxy's order; for a key listed more than once, the first
     /// entry wins (the one HAProxy's lookups return).
     public init(entries: some Sequence<(key: String, value: String)>, owner: Owner = unowned) {
-        slots = [:]
+        // Sized up front: growing toward millions of entries rehashes every key at each doubling.
+        slots = Dictionary(minimumCapacity: entries.underestimatedCount)
         for (key, value) in entries {
             let mapKey = MapKey(key)
             if slots[mapKey] == nil { append(mapKey, value, owner) }
@@ -53,7 +54,7 @@ public struct MapContents: Sendable {
 
     /// Builds contents from owned entries in order (a state file).
     public init(owned entries: some Sequence<Entry>) {
-        slots = [:]
+        slots = Dictionary(minimumCapacity: entries.underestimatedCount)
         for entry in entries where slots[entry.key] == nil { append(entry.key, entry.value, entry.owner) }
     }
 

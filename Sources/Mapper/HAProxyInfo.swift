@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What `show info` says about the HAProxy process behind a session: enough to notice a restart
 /// or reload (a new `Pid` or `Start_time_sec`), an old worker draining (`Stopping: 1`), and the
 /// version (whose set/del cost model differs before 2.9).
@@ -150,4 +154,19 @@ public struct MapDump: Sequence {
     }
 
     public func makeIterator() -> Iterator { Iterator(body: body) }
+
+    /// The number of lines (an entry each, but for a missing final newline): lets a reader size
+    /// its tables once instead of growing them through millions of entries.
+    public var underestimatedCount: Int {
+        body.withUnsafeReadableBytes { bytes in
+            guard var cursor = bytes.baseAddress else { return 0 }
+            let end = cursor + bytes.count
+            var lines = 0
+            while cursor < end, let found = memchr(cursor, Int32(UInt8(ascii: "\n")), end - cursor) {
+                lines += 1
+                cursor = UnsafeRawPointer(found) + 1
+            }
+            return lines
+        }
+    }
 }

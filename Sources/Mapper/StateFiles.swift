@@ -47,24 +47,56 @@ public enum StateFiles {
     /// changed by hand: its last line does not count and hash what comes before it) is an error,
     /// never a smaller map.
     public static func readState(path: String) throws(MapperError) -> StoredMap? {
-        guard let text = try readSealed(path: path, kind: "state file") else { return nil }
+        guard let bytes = try readBytes(path) else { return nil }
+        let body = try verifiedBodyBytes(bytes, path: path, kind: "state file")
+        // Byte by byte, not by Character (a state file has millions of lines), and one String per
+        // run of lines with the same owner, not one per line.
         var stored = StoredMap()
-        for line in lines(text) {
-            if line.hasPrefix("# offsets ") {
-                for item in line.dropFirst("# offsets ".count).split(separator: " ") {
-                    guard let equals = item.lastIndex(of: "="), let offset = Int64(item[item.index(after: equals)...]) else { continue }
-                    stored.offsets[String(item[..<equals])] = offset
+        var malformed: String?
+        body.withUnsafeBufferPointer { buffer in
+            let count = buffer.count
+            var lines = 0
+            for byte in buffer where byte == 0x0A { lines += 1 }
+            stored.entries.reserveCapacity(lines)
+            var owner = ""
+            var ownerBytes: UnsafeBufferPointer<UInt8>?
+            func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: buffer[range]), as: UTF8.self) }
+            var start = 0
+            while start < count {
+                var end = start
+                while end < count && buffer[end] != 0x0A { end += 1 }
+                let line = start..<end
+                start = end + 1
+                guard !line.isEmpty else { continue }
+                if buffer[line.lowerBound] == UInt8(ascii: "#") {
+                    let content = text(line)
+                    if content.hasPrefix("# offsets ") {
+                        for item in content.dropFirst("# offsets ".count).split(separator: " ") {
+                            guard let equals = item.lastIndex(of: "="), let offset = Int64(item[item.index(after: equals)...]) else { continue }
+                            stored.offsets[String(item[..<equals])] = offset
+                        }
+                    }
+                    continue
                 }
-                continue
-            }
-            if line.hasPrefix("#") { continue }
-            let fields = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
-            switch fields.count {
-            case 3: stored.entries.append(.init(owner: String(fields[0]), key: String(fields[1]), value: String(fields[2])))
-            case 2: stored.tombstones.append((String(fields[0]), String(fields[1])))
-            default: throw MapperError(.stateFile, "\(path): malformed line '\(line.prefix(120))'")
+                guard let firstTab = line.first(where: { buffer[$0] == 0x09 }) else {
+                    malformed = text(line)
+                    return
+                }
+                let ownerRange = line.lowerBound..<firstTab
+                let ownerSlice = UnsafeBufferPointer(rebasing: buffer[ownerRange])
+                if ownerBytes.map({ !$0.elementsEqual(ownerSlice) }) ?? true {
+                    owner = text(ownerRange)
+                    ownerBytes = ownerSlice
+                }
+                let rest = (firstTab + 1)..<line.upperBound
+                if let secondTab = rest.first(where: { buffer[$0] == 0x09 }) {
+                    stored.entries.append(.init(owner: owner, key: text(rest.lowerBound..<secondTab), value: text((secondTab + 1)..<line.upperBound)))
+                } else {
+                    stored.tombstones.append((owner, text(rest)))
+                }
             }
         }
+        if let malformed { throw MapperError(.stateFile, "\(path): malformed line '\(malformed.prefix(120))'") }
         return stored
     }
 
@@ -104,6 +136,11 @@ public enum StateFiles {
 
     /// The body of a sealed file, or an error naming the file when its seal is missing or wrong.
     static func verifiedBody(_ bytes: [UInt8], path: String, kind: String) throws(MapperError) -> String {
+        String(decoding: try verifiedBodyBytes(bytes, path: path, kind: kind), as: UTF8.self)
+    }
+
+    /// The body of a sealed file, as bytes (see ``verifiedBody(_:path:kind:)``).
+    static func verifiedBodyBytes(_ bytes: [UInt8], path: String, kind: String) throws(MapperError) -> [UInt8] {
         let damaged = { (why: String) in
             MapperError(
                 .damagedState,
@@ -116,7 +153,7 @@ public enum StateFiles {
         guard trailer.count == 4, trailer[0] == "#", trailer[1] == "end", let length = Int(trailer[2]) else { throw damaged("no end line") }
         let body = Array(bytes[..<lastLineStart])
         guard length == body.count, trailer[3] == hexHash(body) else { throw damaged("its contents do not match its end line") }
-        return String(decoding: body, as: UTF8.self)
+        return body
     }
 
     /// 64-bit FNV-1a of the bytes, in hexadecimal.

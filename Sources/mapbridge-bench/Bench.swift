@@ -24,7 +24,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Duration of W4 in seconds.") var seconds = 20
     @Option(help: "Entries in W4's map.") var steadyKeys = 10_000
     @Option(help: "Commands sent by the naive client.") var naiveCommands = 2000
-    @Option(help: "Measure only these, comma-separated: ceilings, naive, w1, w2, w3, w4.") var only: String?
+    @Option(help: "Entries in W5's map.") var largeEntries = 5_000_000
+    @Option(help: "Changes applied to W5's map.") var largeChanges = 100_000
+    @Option(help: "Event formats of W1 and W2, comma-separated: json (the default format), kv.") var formats = "json,kv"
+    @Option(help: "Measure only these, comma-separated: ceilings, naive, w1, w2, w3, w4, w5.") var only: String?
     @Option(help: "Record each bridge run with `perf record -g` into this directory (w1.perf.data, ...), with the bridge's log (w1.log).") var perf: String?
 
     @Option(help: "The HAProxy binary to measure (any build; Debian's by default). Same as MAPBRIDGE_TEST_HAPROXY.") var haproxy: String?
@@ -73,22 +76,48 @@ struct Bench: AsyncParsableCommand {
         }
 
         let workloads = Workloads(events: events, keys: keys, partitions: partitions, perfDirectory: perf)
-        let bulk: [(Workloads.Kind, String, String, Double?, String)] = [
-            (.w1, "w1", "W1 \(events) events over \(keys) keys, empty map", payloadCeiling, "payload"),
-            (.w2, "w2", "W2 \(events) distinct new keys", payloadCeiling, "payload"),
-            (.w3, "w3", "W3 \(events) random set/del, \(keys) pre-filled", setCeiling, "set"),
-        ]
-        for (kind, id, name, ceiling, ceilingName) in bulk where wanted(id) {
-            let outcome = try await workloads.run(kind)
+        let formatList = try formats.split(separator: ",").map { name -> Workloads.Format in
+            guard let format = Workloads.Format(rawValue: String(name)) else { throw ValidationError("--formats: \(name) is neither json nor kv") }
+            return format
+        }
+        var bulk: [(Workloads.Kind, Workloads.Format, String, String, Double?, String)] = []
+        for format in formatList {
+            bulk.append((.w1, format, "w1", "W1 \(format.rawValue) \(events) events over \(keys) keys, empty map", payloadCeiling, "payload"))
+        }
+        for format in formatList {
+            bulk.append((.w2, format, "w2", "W2 \(format.rawValue) \(events) distinct new keys", payloadCeiling, "payload"))
+        }
+        bulk.append((.w3, .kv, "w3", "W3 kv \(events) random set/del, \(keys) pre-filled", setCeiling, "set"))
+        for (kind, format, id, name, ceiling, ceilingName) in bulk where wanted(id) {
+            let outcome = try await workloads.run(kind, format: format)
             table.add(
-                name, rate: outcome.rate, unit: "events/s", rss: outcome.peakRSS, state: outcome.stateBytes,
-                ratio: ceiling.map { outcome.rate / $0 }, ratioOf: ceilingName)
+                name, rate: outcome.rate, fromStart: outcome.rateFromStart, unit: "events/s", rss: outcome.peakRSS, haproxyRSS: outcome.haproxyRSS,
+                entries: outcome.entries, ratio: ceiling.map { outcome.rate / $0 }, ratioOf: ceilingName)
         }
         if wanted("w4") {
             let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys).run()
             table.add(
                 "W4 \(rate) events/s on \(steadyKeys) entries: p50 \(format(ms: w4.p50)) p99 \(format(ms: w4.p99)) max \(format(ms: w4.max))",
-                rate: w4.applied, unit: "events/s", rss: w4.peakRSS, state: w4.stateBytes)
+                rate: w4.applied, unit: "events/s", rss: w4.peakRSS, entries: steadyKeys)
+        }
+        if wanted("w5") {
+            let w5 = try await Large(entries: largeEntries, changes: largeChanges, partitions: partitions, logDirectory: perf).run()
+            let millions = String(format: "%.1fM", Double(largeEntries) / 1e6)
+            table.add(
+                "W5 \(millions)-entry map: HAProxy loads its file", seconds: w5.haproxyLoad, rss: w5.haproxyRSS, entries: largeEntries)
+            table.add(
+                "W5 first start, no stored state (read and adopt the live map)", seconds: w5.firstStart, versus: w5.haproxyLoad,
+                rss: w5.firstPeakRSS, haproxyRSS: w5.haproxyRSS, entries: largeEntries)
+            table.add(
+                "W5 start with stored state and live map (load, read, compare, first change applied)", seconds: w5.startup, versus: w5.haproxyLoad,
+                entries: largeEntries)
+            table.add("W5 HAProxy restarted: it loads the map file again", seconds: w5.haproxyRestart, entries: largeEntries)
+            table.add(
+                "W5 resync after that restart (noticed by the periodic check, read, compare)", seconds: w5.resync, versus: w5.haproxyLoad, entries: largeEntries
+            )
+            table.add(
+                "W5 \(largeChanges) changes to existing keys", rate: w5.changesRate, unit: "events/s", rss: w5.peakRSS, haproxyRSS: w5.haproxyRSS,
+                entries: largeEntries)
         }
         print(table.render())
     }
@@ -100,25 +129,71 @@ func format(ms: Double) -> String { String(format: "%.1f ms", ms) }
 struct Table {
     var rows: [[String]] = []
 
-    mutating func add(_ name: String, rate: Double, unit: String, rss: Int? = nil, state: Int? = nil, ratio: Double? = nil, ratioOf: String? = nil) {
-        let memory = rss.map { rss in
-            let bound = state.map { " (bound \(mebibytes(2 * $0 + 50 * 1024 * 1024)))" } ?? ""
-            return mebibytes(rss) + bound
+    /// - Parameters:
+    ///   - rate: from the bridge's first fetch to the last event applied.
+    ///   - fromStart: from starting the bridge's process to the last event applied (consumer join
+    ///     and first sync included): what a user waits.
+    ///   - rss, haproxyRSS: the bridge's peak RSS, and HAProxy's RSS holding the same map at the end.
+    mutating func add(
+        _ name: String, rate: Double, fromStart: Double? = nil, unit: String, rss: Int? = nil, haproxyRSS: Int? = nil, entries: Int? = nil,
+        ratio: Double? = nil, ratioOf: String? = nil
+    ) {
+        func memory(_ bytes: Int?) -> String {
+            guard let bytes else { return "" }
+            let perEntry = entries.flatMap { $0 > 0 ? " (\(bytes / $0) B/entry)" : nil } ?? ""
+            return mebibytes(bytes) + perEntry
         }
-        rows.append([name, "\(Int(rate.rounded())) \(unit)", memory ?? "", ratio.map { String(format: "%.2f × %@", $0, ratioOf ?? "") } ?? ""])
-        print("  \(name): \(Int(rate.rounded())) \(unit)\(memory.map { ", peak RSS \($0)" } ?? "")")
+        var ratios: [String] = []
+        if let ratio { ratios.append(String(format: "%.2f × %@", ratio, ratioOf ?? "")) }
+        if let rss, let haproxyRSS, haproxyRSS > 0 { ratios.append(String(format: "RSS %.2f × HAProxy's", Double(rss) / Double(haproxyRSS))) }
+        rows.append([
+            name, "\(Int(rate.rounded())) \(unit)", fromStart.map { "\(Int($0.rounded())) \(unit)" } ?? "", memory(rss), memory(haproxyRSS),
+            ratios.joined(separator: "; "),
+        ])
+        let start = fromStart.map { ", \(Int($0.rounded())) from process start" } ?? ""
+        print(
+            "  \(name): \(Int(rate.rounded())) \(unit)\(start)\(rss.map { ", peak RSS \(memory($0))" } ?? "")\(haproxyRSS.map { ", HAProxy RSS \(memory($0))" } ?? "")"
+        )
+    }
+
+    /// A duration (W5), and its ratio to HAProxy's own time for the same map.
+    mutating func add(_ name: String, seconds: Double, versus: Double? = nil, rss: Int? = nil, haproxyRSS: Int? = nil, entries: Int? = nil) {
+        func memory(_ bytes: Int?) -> String {
+            guard let bytes else { return "" }
+            return mebibytes(bytes) + (entries.map { " (\(bytes / max(1, $0)) B/entry)" } ?? "")
+        }
+        var ratios: [String] = []
+        if let versus, versus > 0 { ratios.append(String(format: "%.2f × HAProxy's load", seconds / versus)) }
+        if let rss, let haproxyRSS, haproxyRSS > 0 { ratios.append(String(format: "RSS %.2f × HAProxy's", Double(rss) / Double(haproxyRSS))) }
+        let time = String(format: "%.2f s", seconds)
+        rows.append([name, time, "", memory(rss), memory(haproxyRSS), ratios.joined(separator: "; ")])
+        print("  \(name): \(time)\(rss.map { ", RSS \(memory($0))" } ?? "")\(haproxyRSS.map { ", HAProxy RSS \(memory($0))" } ?? "")")
     }
 
     func mebibytes(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes) / 1_048_576) }
 
     func render() -> String {
-        var out = "\n| measurement | rate | peak RSS (target bound) | ratio to ceiling |\n|---|---|---|---|\n"
+        var out =
+            "\n| measurement | rate (from first fetch) | from process start | bridge peak RSS | HAProxy RSS, same map | ratios |\n|---|---|---|---|---|---|\n"
         for row in rows { out += "| " + row.joined(separator: " | ") + " |\n" }
         return out
     }
 }
 
 extension HAProxyProcess {
+    /// The resident memory of HAProxy's processes (master and workers), in bytes.
+    func residentBytes() -> Int? {
+        guard let master = pid else { return nil }
+        let pids = [master] + workerPids()
+        let sizes = pids.compactMap { pid -> Int? in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+            else { return nil }
+            return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
+        }
+        return sizes.isEmpty ? nil : sizes.reduce(0, +)
+    }
+
     static func versionString() -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -255,7 +330,7 @@ struct Setup {
     ///   whole `fetch.wait.max.ms` (500 ms by default), even when messages arrive meanwhile (a real
     ///   broker answers as soon as they do); W4 lowers it to 5 ms, and the producer's linger to 0,
     ///   so that the figure measures the bridge, not the mock.
-    static func make(haproxy: HAProxyProcess, partitions: Int32, lowLatency: Bool = false) throws -> Setup {
+    static func make(haproxy: HAProxyProcess, partitions: Int32, format: Workloads.Format = .kv, lowLatency: Bool = false) throws -> Setup {
         let cluster = try EmbeddedKafkaCluster(logger: Logger(label: "bench.cluster"))
         try cluster.createTopic("bench", partitions: partitions)
         let directory = try TemporaryDirectory(prefix: "mapbridge-bench")
@@ -268,8 +343,7 @@ struct Setup {
               socket: "\(haproxy.endpoint)"
             topics:
               - name: bench
-                format: kv
-                map: bench
+                format: \(format.rawValue)\(format == .kv ? "\n    map: bench" : "")
             maps:
               bench:
                 path: \(haproxy.mapPath("bench"))
@@ -290,6 +364,7 @@ struct Setup {
         let path: String
         var offset: UInt64 = 0
         var applied = 0
+        var stores = 0
         var firstFetch: ContinuousClock.Instant?
         var partial = ""
 
@@ -304,6 +379,7 @@ struct Setup {
             let text = partial + String(decoding: data, as: UTF8.self)
             var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             partial = String(lines.removeLast())
+            stores += lines.filter { $0.contains("state stored") }.count
             for line in lines where line.contains("batch applied") {
                 guard let count = Self.field(line, "batch.messages") else { continue }
                 if firstFetch == nil {
@@ -331,6 +407,7 @@ struct Setup {
 /// last event applied (HAProxy acknowledged it), then the map checked against the expected state.
 struct Workloads {
     enum Kind { case w1, w2, w3 }
+    enum Format: String { case json, kv }
     let events: Int
     let keys: Int
     let partitions: Int32
@@ -338,15 +415,29 @@ struct Workloads {
 
     struct Outcome {
         var rate: Double
+        var rateFromStart: Double
         var peakRSS: Int?
-        var stateBytes: Int
+        var haproxyRSS: Int?
+        var entries: Int
     }
 
-    func run(_ kind: Kind) async throws -> Outcome {
+    /// One event as a producer of `format` writes it: json names the map in the value (a tombstone
+    /// is a `del`); kv's key is the map key and a null value deletes.
+    static func message(_ format: Format, key: String, value: String?) -> (key: [UInt8], value: [UInt8]?) {
+        switch format {
+        case .kv: return (Array(key.utf8), value.map { Array($0.utf8) })
+        case .json:
+            // Keys and values here need no JSON escaping.
+            let event = value.map { #"{"map":"bench","op":"set","key":"\#(key)","value":"\#($0)"}"# } ?? #"{"map":"bench","op":"del","key":"\#(key)"}"#
+            return (Array(key.utf8), Array(event.utf8))
+        }
+    }
+
+    func run(_ kind: Kind, format: Format) async throws -> Outcome {
         let prefilled = kind == .w3 ? keys : 0
         let initial = (0..<prefilled).map { "k\($0).example.com be_0" }
         return try await withHAProxy([TestMap("bench", initialLines: initial)]) { haproxy in
-            let setup = try Setup.make(haproxy: haproxy, partitions: partitions)
+            let setup = try Setup.make(haproxy: haproxy, partitions: partitions, format: format)
             var expected: [String: String] = [:]
             for index in 0..<prefilled { expected["k\(index).example.com"] = "be_0" }
             var generator = SystemRandomNumberGenerator()
@@ -361,10 +452,12 @@ struct Workloads {
                     if Bool.random(using: &generator) { value = nil }
                 }
                 expected[key] = value
-                try setup.producer.produce(topic: "bench", key: Array(key.utf8), value: value.map { Array($0.utf8) })
+                let message = Self.message(format, key: key, value: value)
+                try setup.producer.produce(topic: "bench", key: message.key, value: message.value)
             }
             try setup.producer.flush(timeoutMilliseconds: 120_000)
             let progress = Setup.Progress(path: setup.bridge.logPath)
+            let processStart = ContinuousClock.now
             try setup.bridge.start()
             let recorder = try perfDirectory.map { try PerfRecorder(output: "\($0)/\(kind).perf.data") }
             var finished: ContinuousClock.Instant?
@@ -384,15 +477,18 @@ struct Workloads {
                 try? FileManager.default.copyItem(atPath: setup.bridge.logPath, toPath: "\(perfDirectory)/\(kind).log")
             }
             let peak = setup.bridge.peakResidentBytes()
+            let haproxyRSS = haproxy.residentBytes()
             let seconds = (finished! - progress.firstFetch!).seconds
+            let secondsFromStart = (finished! - processStart).seconds
             // The map must be exact, or the figure means nothing.
             let (live, duplicates) = try haproxy.oracle.snapshot(of: haproxy.mapPath("bench"))
             let wanted = expected.compactMapValues { $0 }
             let exact = duplicates.isEmpty && live.count == wanted.count && wanted.allSatisfy { live[Array($0.key.utf8)] == $0.value }
             guard exact else { throw ValidationError("\(kind): HAProxy's map is not what the events say") }
-            let stateBytes = wanted.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
             await setup.close()
-            return Outcome(rate: Double(events) / seconds, peakRSS: peak, stateBytes: stateBytes)
+            return Outcome(
+                rate: Double(events) / seconds, rateFromStart: Double(events) / secondsFromStart, peakRSS: peak, haproxyRSS: haproxyRSS,
+                entries: wanted.count)
         }
     }
 }
@@ -410,7 +506,6 @@ struct Steady {
         var max: Double
         var applied: Double
         var peakRSS: Int?
-        var stateBytes: Int
     }
 
     func run() async throws -> Outcome {
@@ -471,9 +566,161 @@ struct Steady {
             latencies.sort()
             func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
             return Outcome(
-                p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0, applied: Double(latencies.count) / elapsed, peakRSS: peak,
-                stateBytes: keys * 24)
+                p50: percentile(0.5), p99: percentile(0.99), max: latencies.last ?? 0, applied: Double(latencies.count) / elapsed, peakRSS: peak)
         }
+    }
+}
+
+/// W5: a map of millions of entries. HAProxy loads it from its file (timed, with its RSS); the
+/// bridge starts once without stored state (it reads and adopts the live map, then stores it),
+/// then again with that stored state (load, read the live map, compare) until a first change is
+/// applied; HAProxy is restarted and the bridge's resync timed; then `changes` changes to existing
+/// keys are timed from the first fetch. The whole map is checked at the end.
+struct Large {
+    let entries: Int
+    let changes: Int
+    let partitions: Int32
+    /// Where the bridge's log goes (`--perf`), as w5.log.
+    let logDirectory: String?
+
+    struct Outcome {
+        var haproxyLoad: Double
+        var haproxyRSS: Int?
+        var firstStart: Double
+        var firstPeakRSS: Int?
+        var startup: Double
+        var haproxyRestart: Double
+        var resync: Double
+        var changesRate: Double
+        var peakRSS: Int?
+    }
+
+    static func key(_ index: Int) -> String { "w5k\(index).example.com" }
+
+    func run() async throws -> Outcome {
+        let haproxy = try HAProxyProcess(maps: [TestMap("bench")])
+        do {
+            let outcome = try await run(haproxy)
+            await haproxy.destroy()
+            return outcome
+        } catch {
+            await haproxy.destroy()
+            throw error
+        }
+    }
+
+    private func run(_ haproxy: HAProxyProcess) async throws -> Outcome {
+        let mapPath = haproxy.mapPath("bench")
+        var values = (0..<entries).map { "be_\($0 % 997)" }
+        do {
+            guard let file = FileHandle(forWritingAtPath: mapPath) else { throw ValidationError("W5: cannot write \(mapPath)") }
+            var chunk = ""
+            for index in 0..<entries {
+                chunk += "\(Self.key(index)) \(values[index])\n"
+                if chunk.utf8.count > 1 << 20 {
+                    file.write(Data(chunk.utf8))
+                    chunk = ""
+                }
+            }
+            file.write(Data(chunk.utf8))
+            try file.close()
+        }
+        var started = ContinuousClock.now
+        try await haproxy.start(timeout: 600)
+        let haproxyLoad = (ContinuousClock.now - started).seconds
+        let haproxyRSS = haproxy.residentBytes()
+        print("  W5: HAProxy loaded \(entries) entries in \(String(format: "%.2f", haproxyLoad)) s")
+
+        let setup = try Setup.make(haproxy: haproxy, partitions: partitions)
+        var next = 0
+        /// A change to an existing key, produced now; returns nothing, remembers the value.
+        func change(_ index: Int) throws {
+            next += 1
+            values[index] = "w5v\(next)"
+            try setup.producer.produce(topic: "bench", key: Array(Self.key(index).utf8), value: Array(values[index].utf8))
+        }
+        func waitApplied(_ progress: Setup.Progress, _ count: Int, _ what: String) async throws {
+            let deadline = ContinuousClock.now + .seconds(1200)
+            while progress.applied < count {
+                guard ContinuousClock.now < deadline, setup.bridge.isRunning else {
+                    throw ValidationError("W5: \(what): the bridge applied \(progress.applied) of \(count); log: \(setup.bridge.logPath)")
+                }
+                try await Task.sleep(for: .milliseconds(5))
+                progress.poll()
+            }
+        }
+        func progressFromHere() -> Setup.Progress {
+            let progress = Setup.Progress(path: setup.bridge.logPath)
+            progress.offset = (try? FileManager.default.attributesOfItem(atPath: setup.bridge.logPath)[.size] as? UInt64) ?? 0
+            return progress
+        }
+
+        // First start: no stored state; the live map is read and adopted, a change applied, and
+        // the state stored at shutdown.
+        try change(0)
+        try setup.producer.flush()
+        var progress = progressFromHere()
+        started = .now
+        try setup.bridge.start()
+        try await waitApplied(progress, 1, "first start")
+        let firstStart = (ContinuousClock.now - started).seconds
+        let firstPeakRSS = setup.bridge.peakResidentBytes()
+        guard try await setup.bridge.terminate(timeout: 600) == 0 else { throw ValidationError("W5: the bridge did not stop cleanly") }
+
+        // Start with stored state and HAProxy's live map.
+        try change(1)
+        try setup.producer.flush()
+        progress = progressFromHere()
+        started = .now
+        try setup.bridge.start()
+        try await waitApplied(progress, 1, "start with stored state")
+        let startup = (ContinuousClock.now - started).seconds
+        // HAProxy restarts once that change is in its map file: the resync then only compares
+        // (restarting earlier, HAProxy would load the file without it and the bridge repair it).
+        let stored = progressFromHere()
+        try await waitUntil("the state stored", timeout: 600) {
+            stored.poll()
+            return stored.stores > 0
+        }
+
+        // HAProxy restarts from its map file; the bridge compares.
+        let compared = progressFromHere()
+        started = .now
+        await haproxy.stop()
+        try await haproxy.start(timeout: 600)
+        let haproxyRestart = (ContinuousClock.now - started).seconds
+        started = .now
+        let deadline = ContinuousClock.now + .seconds(1200)
+        while true {
+            compared.poll()
+            if setup.bridge.logLines(containing: "map compared with HAProxy after a restart or reload").count >= 1 { break }
+            guard ContinuousClock.now < deadline, setup.bridge.isRunning else { throw ValidationError("W5: no resync after HAProxy's restart") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let resync = (ContinuousClock.now - started).seconds
+
+        // Changes to existing keys, timed from the first fetch.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<changes { try change(Int.random(in: 0..<entries, using: &generator)) }
+        try setup.producer.flush(timeoutMilliseconds: 120_000)
+        progress = progressFromHere()
+        try await waitApplied(progress, changes, "changes")
+        let changesRate = Double(changes) / (ContinuousClock.now - progress.firstFetch!).seconds
+        let peakRSS = setup.bridge.peakResidentBytes()
+
+        let (live, duplicates) = try haproxy.oracle.snapshot(of: mapPath)
+        let exact =
+            duplicates.isEmpty && live.count == entries && (0..<entries).allSatisfy { live[Array(Self.key($0).utf8)] == values[$0] }
+        if let logDirectory {
+            try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: "\(logDirectory)/w5.log")
+            try? FileManager.default.copyItem(atPath: setup.bridge.logPath, toPath: "\(logDirectory)/w5.log")
+        }
+        guard exact else { throw ValidationError("W5: HAProxy's map is not what the events say") }
+        await setup.close()
+        return Outcome(
+            haproxyLoad: haproxyLoad, haproxyRSS: haproxyRSS, firstStart: firstStart, firstPeakRSS: firstPeakRSS, startup: startup,
+            haproxyRestart: haproxyRestart, resync: resync, changesRate: changesRate, peakRSS: peakRSS)
     }
 }
 

@@ -71,6 +71,10 @@ struct ResponseFramerTests {
         let entries = Array(MapDump(body: body))
         #expect(entries.map(\.key) == ["a.example.com", "#hash", "k;\\", "lonely"])
         #expect(entries.map(\.value) == ["be_a", "x y z", "v<<", ""])
+        // Sizing the tables to the dump never claims more entries than it yields.
+        #expect(MapDump(body: body).underestimatedCount == 3)
+        #expect(MapDump(body: ByteBuffer(string: "0x1 a b\n0x2 c d\n")).underestimatedCount == 2)
+        #expect(MapDump(body: ByteBuffer()).underestimatedCount == 0)
     }
 
     @Test("show info and the map listing parse")

@@ -20,7 +20,9 @@ struct StateFilesTests {
         stored.entries = Self.awkward.enumerated().map {
             StoredMap.Entry(owner: $0.offset % 2 == 0 ? "-" : "changes:\($0.offset)", key: $0.element.key, value: $0.element.value)
         }
-        stored.tombstones = [("routes:1", "gone.example.com")]
+        // A key and a value that start with a combining mark, and a value holding a tab.
+        stored.entries.append(StoredMap.Entry(owner: "changes:1", key: "\u{301}accent", value: "\u{301}v\tafter a tab"))
+        stored.tombstones = [("routes:1", "gone.example.com"), ("routes:1", "\u{301}gone")]
         stored.offsets = ["changes:0": 42, "routes:1": 7]
         let path = directory.file("hosts.state")
         try StateFiles.writeAtomically(path: path, bytes: StateFiles.stateFile(stored, title: "map hosts"))
