@@ -76,6 +76,10 @@ final class StateStore: Sendable {
     let identity: StateIdentity
     /// The open lock file while this bridge holds the directory for itself (``claimExclusively()``).
     private let exclusiveLock = Mutex<Int32?>(nil)
+    /// Per map, the seal of its state file when this bridge's memory last held exactly what the
+    /// file holds (loaded from it, or stored by the sole writer): a reload of an unchanged file
+    /// has nothing to tell this bridge, and is skipped (a million-entry file takes seconds).
+    private let knownSeals = Mutex<[Int: String]>([:])
 
     init(configuration: BridgeConfiguration, owners: OwnerTable, logger: Logger) {
         directory = configuration.groupStateDirectory
@@ -205,7 +209,10 @@ final class StateStore: Sendable {
                 _ = try StateFiles.readOffsets(path: offsetsPath)
                 return try maps.indices.map { index in
                     guard let stored = try StateFiles.readState(path: statePath(index)) else { return (nil, [:]) }
-                    return (MapContents(owned: try entries(stored, index)), stored.offsets)
+                    let contents = MapContents(owned: try entries(stored, index))
+                    // The file's tombstones are not loaded: with any, memory is not the file.
+                    remember(stored.tombstones.isEmpty ? StateFiles.seal(path: statePath(index)) : nil, of: index)
+                    return (contents, stored.offsets)
                 }
             }
         } catch let error as MapperError where error.code == .damagedState {
@@ -216,9 +223,16 @@ final class StateStore: Sendable {
     /// The stored entries and tombstones of every owner except `keep`, per map: what another bridge
     /// last stored for the partitions this one has just been given (and everything else it does
     /// not own, which the file knows better than this bridge's memory).
+    /// Nil for a map whose file is unchanged since this bridge's memory held exactly what it holds.
     func reload(except keep: Set<MapContents.Owner>) throws -> [(entries: [MapContents.Entry], tombstones: [MapKey: MapContents.Owner])?] {
         try StateFiles.withLock(lockPath) {
             try maps.indices.map { index in
+                if let known = knownSeals.withLock({ $0[index] }), StateFiles.seal(path: statePath(index)) == known {
+                    logger.debug("the stored state is as this bridge last read or wrote it: nothing to reload", metadata: ["map": "\(maps[index].name)"])
+                    return nil
+                }
+                // Once merged into memory, the file's view and this bridge's differ (for what it owns).
+                remember(nil, of: index)
                 guard let stored = try StateFiles.readState(path: statePath(index)) else { return nil }
                 let entries = try entries(stored, index).filter { !keep.contains($0.owner) }
                 var tombstones: [MapKey: MapContents.Owner] = [:]
@@ -229,6 +243,10 @@ final class StateStore: Sendable {
                 return (entries, tombstones)
             }
         }
+    }
+
+    private func remember(_ seal: String?, of map: Int) {
+        knownSeals.withLock { $0[map] = seal }
     }
 
     private func entries(_ stored: StoredMap, _ index: Int) throws -> [MapContents.Entry] {
@@ -272,7 +290,11 @@ final class StateStore: Sendable {
                     stored.offsets = offsetNames
                 }
                 let map = maps[snapshot.map]
-                try StateFiles.writeAtomically(path: statePath(snapshot.map), bytes: StateFiles.stateFile(stored, title: "map \(map.name) (\(map.path))"))
+                let bytes = StateFiles.stateFile(stored, title: "map \(map.name) (\(map.path))")
+                // Memory and file agree only when this bridge's view replaced the file whole.
+                remember(nil, of: snapshot.map)
+                try StateFiles.writeAtomically(path: statePath(snapshot.map), bytes: bytes)
+                if owned == nil { remember(StateFiles.seal(of: bytes), of: snapshot.map) }
                 if map.writeMapFile {
                     let header = [
                         "Managed by mapbridge: this file is rewritten from the events; change the map through them.",

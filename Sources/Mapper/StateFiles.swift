@@ -134,6 +134,30 @@ public enum StateFiles {
         return try verifiedBody(bytes, path: path, kind: kind)
     }
 
+    /// The seal (last line) of a sealed file, read without reading the file: it names the body's
+    /// length and hash, so an unchanged seal is an unchanged file. Nil when there is no file.
+    public static func seal(path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        let size = Int(info.st_size)
+        let length = min(size, 256)
+        var tail = [UInt8](repeating: 0, count: length)
+        let read = tail.withUnsafeMutableBytes { pread(fd, $0.baseAddress, length, off_t(size - length)) }
+        guard read == length else { return nil }
+        return seal(of: tail)
+    }
+
+    /// The seal (last line) of a sealed file's bytes.
+    public static func seal(of bytes: some BidirectionalCollection<UInt8>) -> String? {
+        guard bytes.last == 0x0A else { return nil }
+        let body = bytes.dropLast()
+        let start = body.lastIndex(of: 0x0A).map { body.index(after: $0) } ?? body.startIndex
+        return String(decoding: body[start...], as: UTF8.self)
+    }
+
     /// The body of a sealed file, or an error naming the file when its seal is missing or wrong.
     static func verifiedBody(_ bytes: [UInt8], path: String, kind: String) throws(MapperError) -> String {
         String(decoding: try verifiedBodyBytes(bytes, path: path, kind: kind), as: UTF8.self)

@@ -75,6 +75,35 @@ struct StateStoreTests {
         #expect(reloaded.tombstones[MapKey("seed")] != nil)
     }
 
+    @Test("a reload of a state file nobody changed since this bridge loaded or wrote it whole reads nothing; one changed by another bridge is read")
+    func reloadSkipsUnchangedFiles() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let (ownersA, ownersB) = (OwnerTable(), OwnerTable())
+        let a = StateStore(configuration: configuration(directory), owners: ownersA, logger: testLogger("test"))
+        try a.prepare()
+        let p0 = ownersA.id(TopicPartition("changes", 0))
+        // The sole writer's store: memory and file agree.
+        try a.store(
+            [MapSnapshot(map: 0, entries: [.init(key: MapKey("a"), value: "1", owner: p0)], tombstones: [:])], offsets: [TopicPartition("changes", 0): 1],
+            owned: nil)
+        #expect(try a.reload(except: [])[0] == nil, "nothing to reload: the file is what this bridge wrote")
+        // Loaded by a restarted bridge: the same.
+        let restarted = StateStore(configuration: configuration(directory), owners: OwnerTable(), logger: testLogger("test"))
+        #expect(try restarted.load()[0].contents?.count == 1)
+        #expect(try restarted.reload(except: [])[0] == nil)
+        // Another bridge stores its partition: the file changed, and is read.
+        let b = StateStore(configuration: configuration(directory), owners: ownersB, logger: testLogger("test"))
+        let p1 = ownersB.id(TopicPartition("changes", 1))
+        try b.store(
+            [MapSnapshot(map: 0, entries: [.init(key: MapKey("b"), value: "2", owner: p1)], tombstones: [:])], offsets: [TopicPartition("changes", 1): 1],
+            owned: [p1])
+        let reloaded = try #require(try restarted.reload(except: [])[0])
+        #expect(Set(reloaded.entries.map(\.key.string)) == ["a", "b"])
+        // Merged into memory, the file is read again next time (memory is no longer the file).
+        #expect(try restarted.reload(except: [])[0] != nil)
+    }
+
     @Test("state knows whose it is: another group, other topics or another HAProxy map is refused, naming the directory and the difference")
     func identity() throws {
         let directory = try TemporaryDirectory()
