@@ -12,38 +12,65 @@ public struct MapComparison: Sendable, Equatable {
     public var outOfOrder = false
     public var liveCount = 0
 
+    public init() {}
+
     public var isExact: Bool {
         missing.isEmpty && extra.isEmpty && different.isEmpty && duplicated.isEmpty && !outOfOrder
     }
 
     /// Compares `desired` with the live entries (in HAProxy's order).
     public static func compare(desired: MapContents, live: some Sequence<(key: String, value: String)>, orderSensitive: Bool) -> MapComparison {
+        compare(desired: desired, live: live, orderSensitive: orderSensitive, bitmapLimit: UInt64(desired.count) * 8 + (1 << 20))
+    }
+
+    /// One hash look-up per live entry: desired keys already seen are marked in a bitmap indexed
+    /// by their position rank (a Set of millions of keys cost most of a comparison), unless the
+    /// ranks exceed `bitmapLimit` (a map that churned a lot since it was built), where a Set does.
+    package static func compare(
+        desired: MapContents, live: some Sequence<(key: String, value: String)>, orderSensitive: Bool, bitmapLimit: UInt64
+    ) -> MapComparison {
         var result = MapComparison()
-        var seen = Set<MapKey>(minimumCapacity: desired.count)
+        let useBitmap = desired.sequenceBound <= bitmapLimit
+        var bitmap = [UInt64](repeating: 0, count: useBitmap ? Int(desired.sequenceBound / 64) + 1 : 0)
+        var seenSet = Set<MapKey>(minimumCapacity: useBitmap ? 0 : desired.count)
+        var extras = Set<MapKey>()
         var duplicated = Set<MapKey>()
         var lastSequence: UInt64? = nil
         var present = 0
         for (keyText, value) in live {
             result.liveCount += 1
             let key = MapKey(keyText)
-            guard seen.insert(key).inserted else {
-                if duplicated.insert(key).inserted { result.duplicated.append(key) }
+            guard let (wanted, sequence) = desired.valueAndSequence(of: key) else {
+                if extras.insert(key).inserted {
+                    result.extra.append(key)
+                } else if duplicated.insert(key).inserted {
+                    result.duplicated.append(key)
+                }
                 continue
             }
-            guard let wanted = desired[key] else {
-                result.extra.append(key)
+            let first: Bool
+            if useBitmap {
+                let (word, bit) = (Int(sequence >> 6), UInt64(1) << (sequence & 63))
+                first = bitmap[word] & bit == 0
+                bitmap[word] |= bit
+            } else {
+                first = seenSet.insert(key).inserted
+            }
+            guard first else {
+                if duplicated.insert(key).inserted { result.duplicated.append(key) }
                 continue
             }
             present += 1
             if !bytesEqual(wanted, value) { result.different.append(key) }
-            if orderSensitive, let sequence = desired.sequence(of: key) {
+            if orderSensitive {
                 if let last = lastSequence, sequence < last { result.outOfOrder = true }
                 lastSequence = sequence
             }
         }
         if present < desired.count {
-            for (key, _) in desired.entries(ordered: false) where !seen.contains(key) {
-                result.missing.append(key)
+            desired.forEachKey { key, sequence in
+                let seen = useBitmap ? bitmap[Int(sequence >> 6)] & (UInt64(1) << (sequence & 63)) != 0 : seenSet.contains(key)
+                if !seen { result.missing.append(key) }
             }
         }
         return result

@@ -119,6 +119,20 @@ public struct MapContents: Sendable {
     /// The position rank of a key (larger is later), for order comparisons.
     package func sequence(of key: MapKey) -> UInt64? { slots[key]?.sequence }
 
+    /// The key's value and position rank, in one look-up.
+    package func valueAndSequence(of key: MapKey) -> (value: String, sequence: UInt64)? {
+        guard let slot = slots[key] else { return nil }
+        return (slot.value, slot.sequence)
+    }
+
+    /// Every position rank given so far is below this.
+    package var sequenceBound: UInt64 { nextSequence }
+
+    /// Calls `body` with every key and its position rank, in no particular order.
+    package func forEachKey(_ body: (MapKey, UInt64) -> Void) {
+        for (key, slot) in slots { body(key, slot.sequence) }
+    }
+
     /// Every entry, in HAProxy's order when `ordered` (a sort), otherwise in no particular order.
     public func entries(ordered: Bool = true) -> [(key: MapKey, value: String)] {
         ownedEntries(ordered: ordered).map { ($0.key, $0.value) }

@@ -113,6 +113,14 @@ extension MapApplier {
     /// with other bridges, only the keys this bridge owns are compared and repaired, key by key.
     func resync(_ index: Int, _ connection: RuntimeConnection, _ report: inout SyncReport) async throws {
         let definition = maps[index].definition
+        if !exclusive && owned.isEmpty && !maps[index].desired.adoptLive {
+            // Sharing and owning nothing yet (at start, before partitions are assigned): no key is
+            // this bridge's to judge, so the live map (millions of entries, perhaps) is not read.
+            // The assignment compares what it brings.
+            maps[index].desired.settle()
+            report.resynced.append((index, .none, MapComparison()))
+            return
+        }
         let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))
         try Self.checkKnownMap(dump, definition)
         let live = MapDump(body: dump.body)

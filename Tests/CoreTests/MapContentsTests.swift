@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import Core
@@ -49,5 +50,68 @@ struct MapContentsTests {
         let swapped: [(key: String, value: String)] = [("b", "2"), ("a", "1"), ("c", "3"), ("d", "4")]
         #expect(!MapComparison.compare(desired: desired, live: swapped, orderSensitive: false).outOfOrder)
         #expect(MapComparison.compare(desired: desired, live: swapped, orderSensitive: true).outOfOrder)
+    }
+
+    /// The comparison as first written: a Set of every live key seen, three look-ups per entry.
+    static func reference(desired: MapContents, live: [(key: String, value: String)], orderSensitive: Bool) -> MapComparison {
+        var result = MapComparison()
+        var seen = Set<MapKey>()
+        var duplicated = Set<MapKey>()
+        var lastSequence: UInt64? = nil
+        var present = 0
+        for (keyText, value) in live {
+            result.liveCount += 1
+            let key = MapKey(keyText)
+            guard seen.insert(key).inserted else {
+                if duplicated.insert(key).inserted { result.duplicated.append(key) }
+                continue
+            }
+            guard let wanted = desired[key] else {
+                result.extra.append(key)
+                continue
+            }
+            present += 1
+            if wanted != value { result.different.append(key) }
+            if orderSensitive, let sequence = desired.sequence(of: key) {
+                if let last = lastSequence, sequence < last { result.outOfOrder = true }
+                lastSequence = sequence
+            }
+        }
+        if present < desired.count {
+            for (key, _) in desired.entries(ordered: false) where !seen.contains(key) { result.missing.append(key) }
+        }
+        return result
+    }
+
+    @Test("the comparison finds what a plain Set-based comparison finds, with the bitmap and without, over random maps", arguments: 0..<30)
+    func comparisonMatchesReference(seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        var desired = MapContents()
+        // Churn, so that position ranks are sparse and keys move.
+        for _ in 0..<Int.random(in: 0..<200, using: &random) {
+            let key = MapKey("k\(Int.random(in: 0..<60, using: &random))")
+            switch Int.random(in: 0..<4, using: &random) {
+            case 0: desired.remove(key)
+            case 1: desired.moveToEnd(key, "v\(Int.random(in: 0..<3, using: &random))")
+            default: desired.set(key, "v\(Int.random(in: 0..<3, using: &random))")
+            }
+        }
+        var live: [(key: String, value: String)] = desired.entries().filter { _ in Int.random(in: 0..<10, using: &random) > 0 }.map {
+            ($0.key.string, $0.value)
+        }
+        for _ in 0..<Int.random(in: 0..<20, using: &random) {
+            let entry = ("k\(Int.random(in: 0..<80, using: &random))", "v\(Int.random(in: 0..<3, using: &random))")
+            live.insert(entry, at: Int.random(in: 0...live.count, using: &random))
+        }
+        if live.count > 2 && Bool.random(using: &random) { live.swapAt(0, live.count - 1) }
+        for orderSensitive in [false, true] {
+            let expected = Self.reference(desired: desired, live: live, orderSensitive: orderSensitive)
+            for limit in [UInt64.max, 0] {
+                let found = MapComparison.compare(desired: desired, live: live, orderSensitive: orderSensitive, bitmapLimit: limit)
+                #expect(found.extra == expected.extra && found.different == expected.different && found.duplicated == expected.duplicated)
+                #expect(Set(found.missing) == Set(expected.missing) && found.missing.count == expected.missing.count)
+                #expect(found.outOfOrder == expected.outOfOrder && found.liveCount == expected.liveCount, "seed \(seed)")
+            }
+        }
     }
 }

@@ -135,6 +135,28 @@ struct HAProxyVersionTests {
         #expect(info("2.6.12").behaviour.count == 2 && info("3.2.0").behaviour.count == 1)
     }
 
+    @Test("sharing the map and owning nothing yet, the bridge does not read the live map (millions of entries, perhaps); owning a partition, it does")
+    func noReadWhileOwningNothing() async throws {
+        let peer = try FakeRuntimePeer { command in
+            if command.hasPrefix("show info") { return .answer("Name: HAProxy\nVersion: 2.6.12\nPid: 42\nStart_time_sec: 1\n") }
+            if command == "show map" { return .answer("# id (file) description\n0 (/m/hosts.map) pattern loaded from file. curr_ver=0 next_ver=0 entry_cnt=1") }
+            if command.hasPrefix("show map ") { return .answer("0x1 a 1") }
+            return .answer("")
+        }
+        defer { peer.shutdown() }
+        let stored = MapContents(owned: [MapContents.Entry(key: MapKey("a"), value: "1", owner: 0)])
+        let applier = MapApplier(
+            maps: [MapDefinition(name: "hosts", path: "/m/hosts.map")], initial: [stored], endpoint: try RuntimeEndpoint(parsing: peer.endpoint),
+            options: ApplierOptions(), logger: .init(label: "test"))
+        applier.setOwnership(exclusive: false, owned: [])
+        _ = try await applier.synchronize()
+        #expect(!peer.commands.contains("show map /m/hosts.map"), "\(peer.commands)")
+        applier.setOwnership(exclusive: false, owned: [0])
+        _ = try await applier.synchronize()
+        #expect(peer.commands.contains("show map /m/hosts.map"), "\(peer.commands)")
+        await applier.disconnect()
+    }
+
     @Test("a version older than 2.4 is refused at connect, naming it")
     func refusedAtConnect() async throws {
         let peer = try FakeRuntimePeer { command in
