@@ -265,9 +265,19 @@ final class StateStore: Sendable {
         let offsetNames = Dictionary(uniqueKeysWithValues: offsets.map { (OwnerTable.name($0.key), $0.value) })
         try StateFiles.withLock(lockPath) {
             for snapshot in snapshots {
-                var stored = StoredMap()
+                let map = maps[snapshot.map]
+                let mapHeader = { (offsets: [String: Int64]) -> [String]? in
+                    guard map.writeMapFile else { return nil }
+                    return [
+                        "Managed by mapbridge: this file is rewritten from the events; change the map through them.",
+                        "offsets \(describeOffsets(offsets))",
+                    ]
+                }
+                let title = "map \(map.name) (\(map.path))"
+                var files: StateFiles.Builder
                 if let owned {
                     // Shared: keep what the file holds for others, replace what this bridge owns.
+                    var stored = StoredMap()
                     let previous = try StateFiles.readState(path: statePath(snapshot.map)) ?? StoredMap()
                     let ownedNames = Set(owned.map(owners.name))
                     // Keys byte for byte (MapKey), as HAProxy compares them: a Set<String> would
@@ -285,24 +295,26 @@ final class StateStore: Sendable {
                         stored.tombstones.append((owners.name(owner), key.string))
                     }
                     for (name, offset) in offsetNames where ownedNames.contains(name) { stored.offsets[name] = offset }
+                    files = StateFiles.Builder(title: title, offsets: stored.offsets, mapHeader: mapHeader(stored.offsets), capacity: stored.entries.count)
+                    for entry in stored.entries { files.append(owner: entry.owner, key: entry.key, value: entry.value) }
+                    for tombstone in stored.tombstones { files.appendTombstone(owner: tombstone.owner, key: tombstone.key) }
                 } else {
-                    stored.entries = snapshot.entries.map { .init(owner: owners.name($0.owner), key: $0.key.string, value: $0.value) }
-                    stored.offsets = offsetNames
+                    // The only writer: this bridge's view is the file, written straight from it.
+                    files = StateFiles.Builder(title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count)
+                    // One name per owner, not one lock and one interpolation per entry.
+                    var names: [MapContents.Owner: String] = [:]
+                    for entry in snapshot.entries {
+                        let name = names[entry.owner] ?? owners.name(entry.owner)
+                        if names.count < 4096 { names[entry.owner] = name }
+                        files.append(owner: name, key: entry.key.string, value: entry.value)
+                    }
                 }
-                let map = maps[snapshot.map]
-                let bytes = StateFiles.stateFile(stored, title: "map \(map.name) (\(map.path))")
+                let (stateBytes, mapBytes) = files.finish()
                 // Memory and file agree only when this bridge's view replaced the file whole.
                 remember(nil, of: snapshot.map)
-                try StateFiles.writeAtomically(path: statePath(snapshot.map), bytes: bytes)
-                if owned == nil { remember(StateFiles.seal(of: bytes), of: snapshot.map) }
-                if map.writeMapFile {
-                    let header = [
-                        "Managed by mapbridge: this file is rewritten from the events; change the map through them.",
-                        "offsets \(describeOffsets(stored.offsets))",
-                    ]
-                    let entries = stored.entries.lazy.map { (key: MapKey($0.key), value: $0.value) }
-                    try StateFiles.writeAtomically(path: map.path, bytes: StateFiles.mapFile(entries, header: header))
-                }
+                try StateFiles.writeAtomically(path: statePath(snapshot.map), bytes: stateBytes)
+                if owned == nil { remember(StateFiles.seal(of: stateBytes), of: snapshot.map) }
+                if let mapBytes { try StateFiles.writeAtomically(path: map.path, bytes: mapBytes) }
             }
             // Last: the offsets the files now reflect, for the partitions this bridge writes (every
             // one it tracks, when it is the only writer); the others' stay as they were.
