@@ -74,12 +74,9 @@ public struct DesiredMap: Sendable {
                 target.remove(change.key, owner: change.owner)
                 continue
             }
-            // Keep the oldest value before: an earlier interrupted batch may already have changed the key.
-            if let known = uncertain[change.key] {
-                uncertain[change.key] = Uncertain(before: known.before, beforeOwner: known.beforeOwner, tag: change.tag)
-            } else {
-                uncertain[change.key] = Uncertain(before: before, beforeOwner: beforeOwner, tag: change.tag)
-            }
+            // Keep the oldest value before: an earlier interrupted batch may already have changed
+            // the key. One hash: the default is stored only when the key is not there yet.
+            uncertain[change.key, default: Uncertain(before: before, beforeOwner: beforeOwner, tag: change.tag)].tag = change.tag
         }
         contents = target
         self.uncertain = uncertain

@@ -44,6 +44,13 @@ public struct PartitionOwnership: Sendable, Equatable {
 
     /// The partitions among `partitions` this bridge does not own (their messages are another's).
     public func foreign(_ partitions: some Sequence<TopicPartition>) -> Set<TopicPartition> {
-        Set(partitions).subtracting(owned)
+        // A batch holds runs of messages from one partition: one look-up per run, not per message.
+        var foreign = Set<TopicPartition>()
+        var last: TopicPartition?
+        for partition in partitions where partition != last {
+            last = partition
+            if !owned.contains(partition) { foreign.insert(partition) }
+        }
+        return foreign
     }
 }
