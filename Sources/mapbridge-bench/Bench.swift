@@ -95,7 +95,7 @@ struct Bench: AsyncParsableCommand {
                 entries: outcome.entries, ratio: ceiling.map { outcome.rate / $0 }, ratioOf: ceilingName)
         }
         if wanted("w4") {
-            let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys).run()
+            let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys, logDirectory: perf).run()
             table.add(
                 "W4 \(rate) events/s on \(steadyKeys) entries: p50 \(format(ms: w4.p50)) p99 \(format(ms: w4.p99)) max \(format(ms: w4.max))",
                 rate: w4.applied, unit: "events/s", rss: w4.peakRSS, entries: steadyKeys)
@@ -499,6 +499,8 @@ struct Steady {
     let rate: Int
     let seconds: Int
     let keys: Int
+    /// Where the bridge's log goes (`--perf`), as w4.log.
+    let logDirectory: String?
 
     struct Outcome {
         var p50: Double
@@ -561,6 +563,11 @@ struct Steady {
             }
             let elapsed = (ContinuousClock.now - started).seconds
             let peak = setup.bridge.peakResidentBytes()
+            if let logDirectory {
+                try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+                try? FileManager.default.removeItem(atPath: "\(logDirectory)/w4.log")
+                try? FileManager.default.copyItem(atPath: setup.bridge.logPath, toPath: "\(logDirectory)/w4.log")
+            }
             await session.close()
             await setup.close()
             latencies.sort()
