@@ -123,6 +123,14 @@ struct Bench: AsyncParsableCommand {
     }
 }
 
+/// Copies the bridge's log into `directory` (`--perf`) as `name`.log, beside the profiles.
+func keepLog(_ path: String, in directory: String?, as name: String) {
+    guard let directory else { return }
+    try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    try? FileManager.default.removeItem(atPath: "\(directory)/\(name).log")
+    try? FileManager.default.copyItem(atPath: path, toPath: "\(directory)/\(name).log")
+}
+
 func format(ms: Double) -> String { String(format: "%.1f ms", ms) }
 
 /// The result table, in Markdown (pasted into the README as it is).
@@ -471,11 +479,8 @@ struct Workloads {
                 try await Task.sleep(for: .milliseconds(2))
             }
             recorder?.stop()
-            if let perfDirectory {
-                // The bridge's debug log beside the profile: each batch's size, strategy and time.
-                try? FileManager.default.removeItem(atPath: "\(perfDirectory)/\(kind).log")
-                try? FileManager.default.copyItem(atPath: setup.bridge.logPath, toPath: "\(perfDirectory)/\(kind).log")
-            }
+            // The bridge's debug log beside the profile: each batch's size, strategy and time.
+            keepLog(setup.bridge.logPath, in: perfDirectory, as: "\(kind)")
             let peak = setup.bridge.peakResidentBytes()
             let haproxyRSS = haproxy.residentBytes()
             let seconds = (finished! - progress.firstFetch!).seconds
@@ -563,11 +568,7 @@ struct Steady {
             }
             let elapsed = (ContinuousClock.now - started).seconds
             let peak = setup.bridge.peakResidentBytes()
-            if let logDirectory {
-                try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-                try? FileManager.default.removeItem(atPath: "\(logDirectory)/w4.log")
-                try? FileManager.default.copyItem(atPath: setup.bridge.logPath, toPath: "\(logDirectory)/w4.log")
-            }
+            keepLog(setup.bridge.logPath, in: logDirectory, as: "w4")
             await session.close()
             await setup.close()
             latencies.sort()
@@ -706,11 +707,12 @@ struct Large {
         }
         let resync = (ContinuousClock.now - started).seconds
 
-        // Changes to existing keys, timed from the first fetch.
+        // Changes to existing keys, timed from the first fetch (the bridge may apply the first
+        // ones while the rest are being produced: the log is followed from before).
+        progress = progressFromHere()
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<changes { try change(Int.random(in: 0..<entries, using: &generator)) }
         try setup.producer.flush(timeoutMilliseconds: 120_000)
-        progress = progressFromHere()
         try await waitApplied(progress, changes, "changes")
         let changesRate = Double(changes) / (ContinuousClock.now - progress.firstFetch!).seconds
         let peakRSS = setup.bridge.peakResidentBytes()
@@ -718,11 +720,7 @@ struct Large {
         let (live, duplicates) = try haproxy.oracle.snapshot(of: mapPath)
         let exact =
             duplicates.isEmpty && live.count == entries && (0..<entries).allSatisfy { live[Array(Self.key($0).utf8)] == values[$0] }
-        if let logDirectory {
-            try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-            try? FileManager.default.removeItem(atPath: "\(logDirectory)/w5.log")
-            try? FileManager.default.copyItem(atPath: setup.bridge.logPath, toPath: "\(logDirectory)/w5.log")
-        }
+        keepLog(setup.bridge.logPath, in: logDirectory, as: "w5")
         guard exact else { throw ValidationError("W5: HAProxy's map is not what the events say") }
         await setup.close()
         return Outcome(
