@@ -116,9 +116,8 @@ extension MapApplier {
         if !exclusive && owned.isEmpty && !maps[index].desired.adoptLive {
             // Sharing and owning nothing yet (at start, before partitions are assigned): no key is
             // this bridge's to judge, so the live map (millions of entries, perhaps) is not read.
-            // The assignment compares what it brings.
+            // The assignment compares what it brings. Not reported as compared: it was not.
             maps[index].desired.settle()
-            report.resynced.append((index, .none, MapComparison()))
             return
         }
         let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))
