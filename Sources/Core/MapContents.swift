@@ -43,9 +43,10 @@ public struct MapContents: Sendable {
 
     /// Builds contents from entries in HAProxy's order; for a key listed more than once, the first
     /// entry wins (the one HAProxy's lookups return).
-    public init(entries: some Sequence<(key: String, value: String)>, owner: Owner = unowned) {
-        // Sized up front: growing toward millions of entries rehashes every key at each doubling.
-        slots = Dictionary(minimumCapacity: entries.underestimatedCount)
+    /// `capacity`: how many entries to make room for at once (growing toward millions of entries
+    /// rehashes every key at each doubling).
+    public init(entries: some Sequence<(key: String, value: String)>, owner: Owner = unowned, capacity: Int? = nil) {
+        slots = Dictionary(minimumCapacity: capacity ?? entries.underestimatedCount)
         for (key, value) in entries {
             let mapKey = MapKey(key)
             if slots[mapKey] == nil { append(mapKey, value, owner) }

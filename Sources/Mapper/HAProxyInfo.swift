@@ -155,9 +155,10 @@ public struct MapDump: Sequence {
 
     public func makeIterator() -> Iterator { Iterator(body: body) }
 
-    /// The number of lines (an entry each, but for a missing final newline): lets a reader size
-    /// its tables once instead of growing them through millions of entries.
-    public var underestimatedCount: Int {
+    /// About how many entries the dump holds (its newlines), for sizing tables once instead of
+    /// growing them through millions of entries. Not `underestimatedCount`: a line that is not an
+    /// entry would make it an overestimate, which `Sequence` forbids.
+    public var sizeHint: Int {
         body.withUnsafeReadableBytes { bytes in
             guard var cursor = bytes.baseAddress else { return 0 }
             let end = cursor + bytes.count

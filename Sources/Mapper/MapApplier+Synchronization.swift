@@ -124,7 +124,7 @@ extension MapApplier {
         try Self.checkKnownMap(dump, definition)
         let live = MapDump(body: dump.body)
         if maps[index].desired.adoptLive {
-            maps[index].desired.contents = MapContents(entries: live)
+            maps[index].desired.contents = MapContents(entries: live, capacity: live.sizeHint)
             maps[index].desired.adoptLive = false
             logger.info(
                 "adopted HAProxy's live map as the starting state",
