@@ -211,7 +211,7 @@ final class StateStore: Sendable {
                     guard let stored = try StateFiles.readState(path: statePath(index)) else { return (nil, [:]) }
                     let contents = MapContents(owned: try entries(stored, index))
                     // The file's tombstones are not loaded: with any, memory is not the file.
-                    remember(stored.tombstones.isEmpty ? StateFiles.seal(path: statePath(index)) : nil, of: index)
+                    remember(stored.tombstones.isEmpty ? stored.seal : nil, of: index)
                     return (contents, stored.offsets)
                 }
             }
@@ -301,11 +301,11 @@ final class StateStore: Sendable {
                 } else {
                     // The only writer: this bridge's view is the file, written straight from it.
                     files = StateFiles.Builder(title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count)
-                    // One name per owner, not one lock and one interpolation per entry.
+                    // One name per owner (a partition), not one lock and one interpolation per entry.
                     var names: [MapContents.Owner: String] = [:]
                     for entry in snapshot.entries {
                         let name = names[entry.owner] ?? owners.name(entry.owner)
-                        if names.count < 4096 { names[entry.owner] = name }
+                        names[entry.owner] = name
                         files.append(owner: name, key: entry.key.string, value: entry.value)
                     }
                 }

@@ -12,8 +12,6 @@ public struct MapComparison: Sendable, Equatable {
     public var outOfOrder = false
     public var liveCount = 0
 
-    public init() {}
-
     public var isExact: Bool {
         missing.isEmpty && extra.isEmpty && different.isEmpty && duplicated.isEmpty && !outOfOrder
     }

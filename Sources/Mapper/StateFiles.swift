@@ -25,6 +25,8 @@ public struct StoredMap: Sendable, Equatable {
     /// Keys removed, with the owner that removed them.
     public var tombstones: [(owner: String, key: String)] = []
     public var offsets: [String: Int64] = [:]
+    /// The file's seal (its last line), when read from a file: names exactly the bytes read.
+    public var seal: String?
 
     public init() {}
 
@@ -49,9 +51,10 @@ public enum StateFiles {
     public static func readState(path: String) throws(MapperError) -> StoredMap? {
         guard let bytes = try readBytes(path) else { return nil }
         let body = try verifiedBodyBytes(bytes, path: path, kind: "state file")
+        var stored = StoredMap()
+        stored.seal = seal(of: bytes)
         // Byte by byte, not by Character (a state file has millions of lines), and one String per
         // run of lines with the same owner, not one per line.
-        var stored = StoredMap()
         var malformed: String?
         body.withUnsafeBufferPointer { buffer in
             let count = buffer.count
@@ -161,11 +164,16 @@ public enum StateFiles {
     }
 
     /// The seal (last line) of a sealed file's bytes.
-    public static func seal(of bytes: some BidirectionalCollection<UInt8>) -> String? {
+    public static func seal<Bytes: BidirectionalCollection<UInt8>>(of bytes: Bytes) -> String? {
+        guard let start = lastLineStart(bytes) else { return nil }
+        return String(decoding: bytes[start..<bytes.index(before: bytes.endIndex)], as: UTF8.self)
+    }
+
+    /// Where the last line starts, in bytes that end with a newline; nil when they do not.
+    static func lastLineStart<Bytes: BidirectionalCollection<UInt8>>(_ bytes: Bytes) -> Bytes.Index? {
         guard bytes.last == 0x0A else { return nil }
         let body = bytes.dropLast()
-        let start = body.lastIndex(of: 0x0A).map { body.index(after: $0) } ?? body.startIndex
-        return String(decoding: body[start...], as: UTF8.self)
+        return body.lastIndex(of: 0x0A).map { body.index(after: $0) } ?? body.startIndex
     }
 
     /// The body of a sealed file, or an error naming the file when its seal is missing or wrong.
@@ -181,8 +189,7 @@ public enum StateFiles {
                 "\(path): damaged \(kind) (\(why)); it is not used. Move the state directory away to start from HAProxy's live maps and the group's committed offsets"
             )
         }
-        guard bytes.last == 0x0A else { throw damaged(bytes.isEmpty ? "empty" : "its last line is cut short") }
-        let lastLineStart = bytes.dropLast().lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
+        guard let lastLineStart = lastLineStart(bytes) else { throw damaged(bytes.isEmpty ? "empty" : "its last line is cut short") }
         let trailer = String(decoding: bytes[lastLineStart..<(bytes.count - 1)], as: UTF8.self).split(separator: " ")
         guard trailer.count == 4, trailer[0] == "#", trailer[1] == "end", let length = Int(trailer[2]) else { throw damaged("no end line") }
         let body = Array(bytes[..<lastLineStart])

@@ -146,36 +146,34 @@ struct Table {
         _ name: String, rate: Double, fromStart: Double? = nil, unit: String, rss: Int? = nil, haproxyRSS: Int? = nil, entries: Int? = nil,
         ratio: Double? = nil, ratioOf: String? = nil
     ) {
-        func memory(_ bytes: Int?) -> String {
-            guard let bytes else { return "" }
-            let perEntry = entries.flatMap { $0 > 0 ? " (\(bytes / $0) B/entry)" : nil } ?? ""
-            return mebibytes(bytes) + perEntry
-        }
-        var ratios: [String] = []
-        if let ratio { ratios.append(String(format: "%.2f × %@", ratio, ratioOf ?? "")) }
-        if let rss, let haproxyRSS, haproxyRSS > 0 { ratios.append(String(format: "RSS %.2f × HAProxy's", Double(rss) / Double(haproxyRSS))) }
-        rows.append([
-            name, "\(Int(rate.rounded())) \(unit)", fromStart.map { "\(Int($0.rounded())) \(unit)" } ?? "", memory(rss), memory(haproxyRSS),
-            ratios.joined(separator: "; "),
-        ])
-        let start = fromStart.map { ", \(Int($0.rounded())) from process start" } ?? ""
-        print(
-            "  \(name): \(Int(rate.rounded())) \(unit)\(start)\(rss.map { ", peak RSS \(memory($0))" } ?? "")\(haproxyRSS.map { ", HAProxy RSS \(memory($0))" } ?? "")"
-        )
+        append(
+            name, figure: "\(Int(rate.rounded())) \(unit)", fromStart: fromStart.map { (Int($0.rounded()), unit) },
+            ratio: ratio.map { String(format: "%.2f × %@", $0, ratioOf ?? "") }, rss: rss, rssLabel: "peak RSS", haproxyRSS: haproxyRSS, entries: entries)
     }
 
     /// A duration (W5), and its ratio to HAProxy's own time for the same map.
     mutating func add(_ name: String, seconds: Double, versus: Double? = nil, rss: Int? = nil, haproxyRSS: Int? = nil, entries: Int? = nil) {
+        append(
+            name, figure: String(format: "%.2f s", seconds), fromStart: nil,
+            ratio: versus.flatMap { $0 > 0 ? String(format: "%.2f × HAProxy's load", seconds / $0) : nil }, rss: rss, rssLabel: "RSS",
+            haproxyRSS: haproxyRSS, entries: entries)
+    }
+
+    /// One row, and its line on the console: memory in MiB and per entry, and the bridge's RSS
+    /// as a ratio of HAProxy's after the row's own ratio.
+    private mutating func append(
+        _ name: String, figure: String, fromStart: (value: Int, unit: String)?, ratio: String?, rss: Int?, rssLabel: String, haproxyRSS: Int?,
+        entries: Int?
+    ) {
         func memory(_ bytes: Int?) -> String {
             guard let bytes else { return "" }
-            return mebibytes(bytes) + (entries.map { " (\(bytes / max(1, $0)) B/entry)" } ?? "")
+            return mebibytes(bytes) + (entries.flatMap { $0 > 0 ? " (\(bytes / $0) B/entry)" : nil } ?? "")
         }
-        var ratios: [String] = []
-        if let versus, versus > 0 { ratios.append(String(format: "%.2f × HAProxy's load", seconds / versus)) }
+        var ratios = ratio.map { [$0] } ?? []
         if let rss, let haproxyRSS, haproxyRSS > 0 { ratios.append(String(format: "RSS %.2f × HAProxy's", Double(rss) / Double(haproxyRSS))) }
-        let time = String(format: "%.2f s", seconds)
-        rows.append([name, time, "", memory(rss), memory(haproxyRSS), ratios.joined(separator: "; ")])
-        print("  \(name): \(time)\(rss.map { ", RSS \(memory($0))" } ?? "")\(haproxyRSS.map { ", HAProxy RSS \(memory($0))" } ?? "")")
+        rows.append([name, figure, fromStart.map { "\($0.value) \($0.unit)" } ?? "", memory(rss), memory(haproxyRSS), ratios.joined(separator: "; ")])
+        let start = fromStart.map { ", \($0.value) from process start" } ?? ""
+        print("  \(name): \(figure)\(start)\(rss.map { ", \(rssLabel) \(memory($0))" } ?? "")\(haproxyRSS.map { ", HAProxy RSS \(memory($0))" } ?? "")")
     }
 
     func mebibytes(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes) / 1_048_576) }
