@@ -23,12 +23,15 @@ final class SignalEscalation {
     init() {
         let shared = self.shared
         sources = [SIGTERM, SIGINT].map { number in
-            signal(number, SIG_IGN)
+            // Not SIG_IGN: libdispatch installs its own handler only when it registers the source,
+            // on its own thread a moment after `resume()`, and an ignored signal in between was
+            // lost (the process then ran on after a SIGTERM). Until then, this handler counts them.
+            signal(number, countEarlySignal)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
                 let (count, group) = shared.state.withLock { state in
                     state.count += 1
-                    return (state.count, state.group)
+                    return (state.count + earlySignals.load(ordering: .relaxed), state.group)
                 }
                 if count >= 2 {
                     FileHandle.standardError.write(Data("mapbridge: second signal, exiting at once without finishing\n".utf8))
@@ -45,8 +48,20 @@ final class SignalEscalation {
     func attach(_ group: ServiceGroup) {
         let signalled = shared.state.withLock { state in
             state.group = group
-            return state.count > 0
+            return state.count + earlySignals.load(ordering: .relaxed) > 0
         }
         if signalled { Task { await group.triggerGracefulShutdown() } }
+    }
+}
+
+/// Signals received before libdispatch's handler replaced ``countEarlySignal(_:)``.
+private let earlySignals = Atomic<Int>(0)
+
+/// A signal handler (async-signal-safe: an atomic add, and `write` and `_exit` on the second).
+private func countEarlySignal(_ number: Int32) {
+    if earlySignals.add(1, ordering: .relaxed).newValue >= 2 {
+        let message: StaticString = "mapbridge: second signal, exiting at once without finishing\n"
+        _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+        _exit(128 + number)
     }
 }
