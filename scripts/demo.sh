@@ -13,7 +13,7 @@ bin=$(swift build --show-bin-path)/mapbridge
 
 work=$(mktemp -d /tmp/mapbridge-demo-XXXXXX)
 mkdir -p "$work/maps"
-cp config/maps/*.map "$work/maps/"
+cp config/maps/*.map config/maps/*.acl "$work/maps/"
 port=${DEMO_HTTP_PORT:-8080}
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then port=18080; fi
 metrics_port=${DEMO_METRICS_PORT:-9464}
@@ -47,6 +47,7 @@ echo "== starting mapbridge with config/mapbridge.yaml and an embedded Kafka bro
 export MAPBRIDGE_HAPROXY_SOCKET="unix://$work/admin.sock"
 export MAPBRIDGE_MAPS_HOSTS_PATH="$work/maps/hosts.map"
 export MAPBRIDGE_MAPS_BLOCKLIST_PATH="$work/maps/blocklist.map"
+export MAPBRIDGE_ACLS_ADMIN_ALLOWLIST_PATH="$work/maps/admin-allowlist.acl"
 export MAPBRIDGE_STATE_DIRECTORY="$work/state"
 export MAPBRIDGE_HTTP_LISTEN="127.0.0.1:$metrics_port"
 "$bin" run --config config/mapbridge.yaml --embedded-broker --bootstrap-file "$work/bootstrap" 2>"$work/mapbridge.log" &
@@ -68,6 +69,13 @@ echo "== publishing: delete static.example.com"
 echo '-static.example.com' | "$bin" publish --config config/mapbridge.yaml --map hosts --brokers "$brokers"
 wait_for 30 sh -c "curl -s -H 'Host: static.example.com' http://127.0.0.1:$port/ | grep -q 'no route'"
 printf '   %-20s -> %s' static.example.com "$(route static.example.com)"; echo
+
+echo "== /admin is for the admin allowlist (an ACL file) only"
+printf '   %-20s -> %s\n' "/admin" "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: www.example.com' "http://127.0.0.1:$port/admin")"
+echo "== publishing to the ACL: add 127.0.0.1"
+echo '127.0.0.1' | "$bin" publish --config config/mapbridge.yaml --map admin_allowlist --brokers "$brokers"
+wait_for 30 sh -c "curl -s -H 'Host: www.example.com' http://127.0.0.1:$port/admin | grep -q be_web"
+printf '   %-20s -> %s' "/admin" "$(curl -s -H 'Host: www.example.com' "http://127.0.0.1:$port/admin")"; echo
 
 echo "== HAProxy's hosts map now (show map):"
 echo "show map $work/maps/hosts.map" | socat stdio "unix-connect:$work/admin.sock" | sed -e '/^$/d' -e 's/^/   /'

@@ -128,9 +128,9 @@ extension BridgeConfiguration {
         return table
     }()
 
-    static func environmentName(forMap name: String, _ field: String) -> String {
+    static func environmentName(forMap name: String, _ field: String, section: String = "MAPS") -> String {
         let normalized = String(name.uppercased().map { $0.isLetter || $0.isNumber ? $0 : "_" })
-        return "MAPBRIDGE_MAPS_\(normalized)_\(field.uppercased())"
+        return "MAPBRIDGE_\(section)_\(normalized)_\(field.uppercased())"
     }
 
     static func applyEnvironment(_ environment: [String: String], to root: inout ConfigNode, problems: inout [String]) {
@@ -142,6 +142,13 @@ extension BridgeConfiguration {
                 }
             }
         }
+        if case .mapping(let entries, _)? = root.child("acls") {
+            for (name, _) in entries {
+                for field in ["path", "type", "write_acl_file"] {
+                    declaredMaps[environmentName(forMap: name, field, section: "ACLS")] = ["acls", name, field]
+                }
+            }
+        }
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("MAPBRIDGE_") {
             let origin = "environment \(name)"
             if let path = environmentPaths[name] ?? declaredMaps[name] {
@@ -150,14 +157,17 @@ extension BridgeConfiguration {
                 let property = name.dropFirst("MAPBRIDGE_KAFKA_PROPERTY_".count).lowercased().replacingOccurrences(of: "_", with: ".")
                 root.set(["kafka", "properties", property], .scalar(value, origin: origin))
             } else if name == "MAPBRIDGE_TOPICS" {
-                // name:format[:map],...
+                // name:format[:map],... or name:format:acl:NAME (or name:format:map:NAME).
                 var topics: [ConfigNode] = []
                 for item in value.split(separator: ",") {
                     let parts = item.split(separator: ":", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
                     var entries: [(key: String, value: ConfigNode)] = [("name", .scalar(parts[0], origin: origin))]
                     if parts.count > 1 { entries.append(("format", .scalar(parts[1], origin: origin))) }
-                    if parts.count > 2 { entries.append(("map", .scalar(parts[2], origin: origin))) }
-                    if parts.count > 3 { problems.append("\(origin): '\(item)' is not name:format[:map]") }
+                    if parts.count == 3 { entries.append(("map", .scalar(parts[2], origin: origin))) }
+                    if parts.count == 4 && ["map", "acl"].contains(parts[2]) { entries.append((parts[2], .scalar(parts[3], origin: origin))) }
+                    if parts.count > 4 || (parts.count == 4 && !["map", "acl"].contains(parts[2])) {
+                        problems.append("\(origin): '\(item)' is not name:format[:map], name:format:map:NAME or name:format:acl:NAME")
+                    }
                     topics.append(.mapping(entries, origin: origin))
                 }
                 root.set(["topics"], .sequence(topics, origin: origin))
@@ -269,7 +279,7 @@ struct ConfigDecoder {
 
     mutating func decode(_ root: ConfigNode) -> BridgeConfiguration {
         let top = section(
-            root, "", allowed: ["kafka", "haproxy", "topics", "maps", "batch", "backlog", "commit", "dead_letter", "shutdown", "log", "state", "http"])
+            root, "", allowed: ["kafka", "haproxy", "topics", "maps", "acls", "batch", "backlog", "commit", "dead_letter", "shutdown", "log", "state", "http"])
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
         var configuration = BridgeConfiguration(groupID: "mapbridge-\(host)")
 
@@ -323,43 +333,62 @@ struct ConfigDecoder {
             problem("haproxy.reconnect.max_ms", reconnect["max_ms"], "must not be below haproxy.reconnect.initial_ms")
         }
 
-        // Maps before topics: topics refer to them.
-        switch top["maps"] {
-        case .mapping(let entries, _)?:
-            for (name, value) in entries {
-                let path = "maps.\(name)"
-                if name.isEmpty || name.contains(where: { $0.isWhitespace }) {
-                    problem(path, value, "a map name must be a non-empty word")
+        // Maps and ACLs before topics: topics refer to them.
+        for kind in [MapKind.map, .acl] {
+            let section = kind == .acl ? "acls" : "maps"
+            let noun = kind == .acl ? "ACL" : "map"
+            let writeFile = kind == .acl ? "write_acl_file" : "write_map_file"
+            switch top[section] {
+            case .mapping(let entries, _)?:
+                for (name, value) in entries {
+                    let path = "\(section).\(name)"
+                    if name.isEmpty || name.contains(where: { $0.isWhitespace }) {
+                        problem(path, value, "a\(kind == .acl ? "n" : "") \(noun) name must be a non-empty word")
+                    }
+                    if let other = configuration.maps.first(where: { $0.name == name }) {
+                        problem(path, value, "'\(name)' is also the name of \(other.definition.described): maps and ACLs share one namespace")
+                    }
+                    let allowed: Set<String> = kind == .acl ? ["path", "type", writeFile] : ["path", "type", "value_type", writeFile]
+                    let fields = self.section(value, path, allowed: allowed)
+                    guard let mapPath = string(fields["path"], "\(path).path"), !mapPath.isEmpty else {
+                        problem("\(path).path", value, "required: the \(noun) file as HAProxy names it (its path)")
+                        continue
+                    }
+                    if mapPath.contains(where: { $0.isWhitespace || $0.isNewline }) || mapPath.hasPrefix("#") {
+                        problem("\(path).path", fields["path"], "must be a file path without spaces (HAProxy's \(noun) identifier)")
+                    }
+                    var map = BridgeConfiguration.Map(name: name, path: mapPath, kind: kind)
+                    map.match = choice(fields["type"], "\(path).type", default: MatchType.str)
+                    if kind == .acl && map.match == MatchType.regm {
+                        problem("\(path).type", fields["type"], "regm is a map match (it returns a value); an ACL matches with reg")
+                    }
+                    if kind == .map { map.valueType = choice(fields["value_type"], "\(path).value_type", default: ValueType.str) }
+                    map.writeMapFile = bool(fields[writeFile], "\(path).\(writeFile)", default: true)
+                    configuration.maps.append(map)
                 }
-                let fields = section(value, path, allowed: ["path", "type", "value_type", "write_map_file"])
-                guard let mapPath = string(fields["path"], "\(path).path"), !mapPath.isEmpty else {
-                    problem("\(path).path", value, "required: the map as HAProxy names it (its file's path)")
-                    continue
-                }
-                if mapPath.contains(where: { $0.isWhitespace || $0.isNewline }) || mapPath.hasPrefix("#") {
-                    problem("\(path).path", fields["path"], "must be a file path without spaces (HAProxy's map identifier)")
-                }
-                var map = BridgeConfiguration.Map(name: name, path: mapPath)
-                map.match = choice(fields["type"], "\(path).type", default: MatchType.str)
-                map.valueType = choice(fields["value_type"], "\(path).value_type", default: ValueType.str)
-                map.writeMapFile = bool(fields["write_map_file"], "\(path).write_map_file", default: true)
-                configuration.maps.append(map)
+            case nil, .null?:
+                break
+            case let other?:
+                problem(section, other, "expected a mapping of \(noun) names to their settings")
             }
-        case nil, .null?:
-            problems.append("maps: required: at least one map, e.g. maps: { hosts: { path: /etc/haproxy/maps/hosts.map } }")
-        case let other?:
-            problem("maps", other, "expected a mapping of map names to their settings")
         }
-        var seenPaths: [String: String] = [:]
+        if configuration.maps.isEmpty {
+            problems.append(
+                "maps: required: at least one map or ACL, e.g. maps: { hosts: { path: /etc/haproxy/maps/hosts.map } } or acls: { blocklist: { path: /etc/haproxy/blocklist.acl, type: ip } }"
+            )
+        }
+        var seenPaths: [String: BridgeConfiguration.Map] = [:]
         for map in configuration.maps {
-            if let other = seenPaths[map.path] { problems.append("maps.\(map.name).path: '\(map.path)' is also the path of map '\(other)'") }
-            seenPaths[map.path] = map.name
+            if let other = seenPaths[map.path] {
+                problems.append("\(map.configurationPath).path: '\(map.path)' is also the path of \(other.definition.described)")
+            }
+            seenPaths[map.path] = map
         }
         // Every command carries a map's path: a long one leaves less room for the entry.
         let entryLimit = configuration.entryRules.maxEntryBytes
         if entryLimit < EntryRules.smallestUsefulLimit, let longest = configuration.maps.max(by: { $0.path.utf8.count < $1.path.utf8.count }) {
             problems.append(
-                "maps.\(longest.name).path: \(longest.path.utf8.count) bytes long: with haproxy.bufsize \(configuration.haproxy.bufsize), one command has room for entries of only \(entryLimit) bytes (at least \(EntryRules.smallestUsefulLimit) needed); raise haproxy.bufsize with HAProxy's tune.bufsize, or shorten the path"
+                "\(longest.configurationPath).path: \(longest.path.utf8.count) bytes long: with haproxy.bufsize \(configuration.haproxy.bufsize), one command has room for entries of only \(entryLimit) bytes (at least \(EntryRules.smallestUsefulLimit) needed); raise haproxy.bufsize with HAProxy's tune.bufsize, or shorten the path"
             )
         }
 
@@ -368,13 +397,18 @@ struct ConfigDecoder {
             if items.isEmpty { problems.append("topics: required: at least one topic") }
             for (index, item) in items.enumerated() {
                 let path = "topics[\(index)]"
-                let fields = section(item, path, allowed: ["name", "format", "map", "key_field", "value_field", "delete_when"])
+                let fields = section(item, path, allowed: ["name", "format", "map", "acl", "key_field", "value_field", "delete_when"])
                 guard let name = string(fields["name"], "\(path).name"), !name.isEmpty else {
                     problem("\(path).name", item, "required")
                     continue
                 }
                 let format = choice(fields["format"], "\(path).format", default: BridgeConfiguration.Topic.Format.json)
-                let map = string(fields["map"], "\(path).map")
+                let mapName = string(fields["map"], "\(path).map")
+                let aclName = string(fields["acl"], "\(path).acl")
+                if mapName != nil && aclName != nil { problem("\(path).acl", fields["acl"], "a topic changes one map or one ACL, not both") }
+                let map = mapName ?? aclName
+                let targetKind: MapKind = mapName == nil && aclName != nil ? .acl : .map
+                let targetField = targetKind == .acl ? "acl" : "map"
                 var recordFields: RecordFields?
                 switch format {
                 case .record, .debezium:
@@ -383,7 +417,11 @@ struct ConfigDecoder {
                     if keyField?.isEmpty ?? true {
                         problem("\(path).key_field", fields["key_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map key")
                     }
-                    if valueField?.isEmpty ?? true {
+                    if targetKind == .acl {
+                        if fields["value_field"] != nil {
+                            problem("\(path).value_field", fields["value_field"], "an ACL's patterns have no value: name only key_field")
+                        }
+                    } else if valueField?.isEmpty ?? true {
                         problem(
                             "\(path).value_field", fields["value_field"] ?? item, "required for a \(format.rawValue) topic: the field holding the map value")
                     }
@@ -400,18 +438,27 @@ struct ConfigDecoder {
                             }
                         }
                     }
-                    recordFields = RecordFields(keyField: keyField ?? "", valueField: valueField ?? "", deleteWhen: condition)
+                    recordFields = RecordFields(
+                        keyField: keyField ?? "", valueField: targetKind == .acl ? nil : valueField ?? "", deleteWhen: condition)
                     fallthrough
                 case .kv:
                     if let map {
-                        if !configuration.maps.contains(where: { $0.name == map }) {
-                            problem("\(path).map", fields["map"], "'\(map)' is not one of the maps (\(configuration.maps.map(\.name).joined(separator: ", ")))")
+                        let candidates = configuration.maps.filter { $0.kind == targetKind }
+                        if !candidates.contains(where: { $0.name == map }) {
+                            let names = candidates.map(\.name).joined(separator: ", ")
+                            problem(
+                                "\(path).\(targetField)", fields[targetField],
+                                "'\(map)' is not one of the \(targetKind == .acl ? "ACLs" : "maps") (\(names.isEmpty ? "none configured" : names))")
                         }
                     } else {
-                        problem("\(path).map", item, "required for a \(format.rawValue) topic: the map its messages change")
+                        problem("\(path).map", item, "required for a \(format.rawValue) topic: the map (or acl) its messages change")
                     }
                 case .json:
-                    if map != nil { problem("\(path).map", fields["map"], "only kv topics name a map (json events name theirs)") }
+                    if map != nil {
+                        problem(
+                            "\(path).\(targetField)", fields[targetField], "only kv, record and debezium topics name a \(targetField) (json events name theirs)"
+                        )
+                    }
                 }
                 if configuration.topics.contains(where: { $0.name == name }) { problem("\(path).name", fields["name"], "topic '\(name)' is listed twice") }
                 if format == .json || format == .kv {

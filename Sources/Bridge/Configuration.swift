@@ -54,7 +54,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
         public enum Format: String, Sendable, Equatable, CaseIterable { case json, kv, record, debezium }
         public var name: String
         public var format: Format
-        /// For `kv`, `record` and `debezium` topics: the map every message of the topic changes.
+        /// For `kv`, `record` and `debezium` topics: the map (or ACL: `acl:` in the file) every
+        /// message of the topic changes.
         public var map: String?
         /// For `record` and `debezium` topics: the fields (columns) holding the key and value.
         public var fields: RecordFields?
@@ -67,6 +68,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
         }
     }
 
+    /// A map (`maps:`) or an ACL file (`acls:`, ``kind`` `.acl`) the bridge manages.
     public struct Map: Sendable, Equatable {
         public var name: String
         /// The map as HAProxy names it (usually its file's path).
@@ -78,14 +80,23 @@ public struct BridgeConfiguration: Sendable, Equatable {
         /// Write the desired state to the map's file too (`path`), so that HAProxy loads it when it
         /// starts: for a bridge running beside HAProxy. Default true.
         public var writeMapFile = true
+        /// A map, or an ACL file whose entries are patterns without values.
+        public var kind: MapKind = .map
 
-        public init(name: String, path: String, match: MatchType = .str, valueType: ValueType = .str, writeMapFile: Bool = true) {
+        public init(name: String, path: String, match: MatchType = .str, valueType: ValueType = .str, writeMapFile: Bool = true, kind: MapKind = .map) {
             self.name = name
             self.path = path
             self.match = match
             self.valueType = valueType
             self.writeMapFile = writeMapFile
+            self.kind = kind
         }
+
+        /// The map as the HAProxy side knows it.
+        public var definition: MapDefinition { MapDefinition(name: name, path: path, match: match, valueType: valueType, kind: kind) }
+
+        /// Where its settings are in the configuration (`maps.hosts`, `acls.blocklist`).
+        public var configurationPath: String { "\(kind == .acl ? "acls" : "maps").\(name)" }
     }
 
     public struct Batching: Sendable, Equatable {
@@ -105,6 +116,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var kafka: Kafka
     public var haproxy = HAProxy()
     public var topics: [Topic] = []
+    /// Every map and ACL file managed, in configuration order (maps, then ACLs): their names are
+    /// one namespace, and an index into this list names one everywhere (events, state, metrics).
     public var maps: [Map] = []
     public var batch = Batching()
     public var backlog = BacklogLimits()
@@ -165,7 +178,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
 
     /// The maps as the HAProxy side knows them, in configuration order.
     public var mapDefinitions: [MapDefinition] {
-        maps.map { MapDefinition(name: $0.name, path: $0.path, match: $0.match, valueType: $0.valueType) }
+        maps.map(\.definition)
     }
 
     /// How each topic's messages are decoded.

@@ -54,10 +54,10 @@ struct DeadLetter: Sendable {
     /// change is kept (a message may hold several): it is the letter's value, as a JSON event, and
     /// its key is the map key.
     static func refused(
-        map: String, key: String, value: String?, detail: String, message: MessageRecord, ticket: OffsetTracker.Ticket
+        map: String, kind: MapKind = .map, key: String, value: String?, detail: String, message: MessageRecord, ticket: OffsetTracker.Ticket
     ) -> DeadLetter {
         DeadLetter(
-            key: Array(key.utf8), value: Array(jsonEvent(map: map, key: key, value: value).utf8),
+            key: Array(key.utf8), value: Array(jsonEvent(map: map, key: key, value: value, kind: kind).utf8),
             headers: headers(reason: "haproxy_refused", detail: detail, message: message) + [
                 KafkaHeader(Header.map, map), KafkaHeader(Header.original, "change"),
             ],

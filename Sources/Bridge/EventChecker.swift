@@ -12,7 +12,7 @@ struct EventChecker: Sendable {
     let maps: [MapDefinition]
 
     init(configuration: BridgeConfiguration) {
-        decoder = EventDecoder(mapNames: configuration.maps.map(\.name))
+        decoder = EventDecoder(targets: configuration.maps.map { ($0.name, $0.kind == .acl) })
         rules = configuration.entryRules
         maps = configuration.mapDefinitions
     }
@@ -28,7 +28,7 @@ struct EventChecker: Sendable {
         for (position, change) in changes.enumerated() {
             if let defect = rules.check(key: change.key, value: change.value, for: maps[change.map]) {
                 let prefix = changes.count > 1 ? "change \(position): " : ""
-                return (defect.label, "\(prefix)\(defect) (map \(maps[change.map].name))")
+                return (defect.label, "\(prefix)\(defect) (\(maps[change.map].described))")
             }
         }
         return nil

@@ -36,10 +36,12 @@ public enum Inspection {
             let endpoint = try RuntimeEndpoint(parsing: configuration.haproxy.socket)
             let connection = try await RuntimeConnection.connect(to: endpoint, options: configuration.applierOptions.connection)
             let info: HAProxyInfo
-            let loaded: Set<String>
+            var loaded: [MapKind: Set<String>] = [:]
             do {
                 info = try HAProxyInfo(parsing: try await connection.execute(RuntimeCommand.showInfo()).text)
-                loaded = Set(LoadedMap.parseListing(try await connection.execute(RuntimeCommand.listMaps()).text).map(\.path))
+                for kind in Set(configuration.maps.map(\.kind)) {
+                    loaded[kind] = Set(LoadedMap.parseListing(try await connection.execute(RuntimeCommand.listMaps(kind: kind)).text).map(\.path))
+                }
             } catch {
                 await connection.close()
                 throw error
@@ -52,11 +54,12 @@ public enum Inspection {
                         ? "\(configuration.haproxy.socket): HAProxy \(info.version), pid \(info.pid); \(info.behaviour.joined(separator: "; "))"
                         : "\(configuration.haproxy.socket): HAProxy \(info.version) is not supported (2.4 or later needed)"))
             for map in configuration.maps {
-                let present = loaded.contains(map.path)
+                let present = loaded[map.kind]?.contains(map.path) ?? false
+                let use = map.kind == .acl ? "an acl line (acl NAME <fetch> -f \(map.path))" : "a map converter"
                 findings.append(
                     Finding(
-                        subject: "map \(map.name)", ok: present,
-                        detail: present ? "\(map.path) is loaded" : "HAProxy has not loaded \(map.path): use it in a map converter of haproxy.cfg"))
+                        subject: map.definition.described, ok: present,
+                        detail: present ? "\(map.path) is loaded" : "HAProxy has not loaded \(map.path): use it in \(use) of haproxy.cfg"))
             }
         } catch {
             findings.append(Finding(subject: "haproxy", ok: false, detail: "\(error)"))
@@ -125,14 +128,14 @@ public enum Inspection {
         var result: [MapDifference] = []
         do {
             for (map, state) in zip(configuration.mapDefinitions, stored) {
-                let dump = try await connection.execute(RuntimeCommand.showMap(map.path))
+                let dump = try await connection.execute(RuntimeCommand.showMap(map.path, kind: map.kind))
                 try MapApplier.checkKnownMap(dump, map)
                 let live = MapDump(body: dump.body)
                 guard let desired = state.contents else {
                     result.append(MapDifference(map: map.name, unstoredWithLive: Array(live).count))
                     continue
                 }
-                let comparison = MapComparison.compare(desired: desired, live: live, orderSensitive: map.match.isOrderSensitive)
+                let comparison = MapComparison.compare(desired: desired, live: live, orderSensitive: map.isOrderSensitive)
                 result.append(MapDifference(map: map.name, desired: desired.count, comparison: comparison))
             }
         } catch {

@@ -29,7 +29,8 @@ extension Pipeline {
             tracker.addParts(ticket, 1)
             deadLetters.send(
                 .refused(
-                    map: configuration.maps[change.map].name, key: change.key.string, value: change.value, detail: rejection.reason, message: message,
+                    map: configuration.maps[change.map].name, kind: configuration.maps[change.map].kind, key: change.key.string, value: change.value,
+                    detail: rejection.reason, message: message,
                     ticket: ticket))
         }
         logger.warning(

@@ -36,7 +36,7 @@ extension Pipeline {
             let contents = applier.contents(of: map)
             // Only list-matched maps need HAProxy's order on disk; sorting a million entries
             // for the others took most of the time storing them (W2 in the benchmark).
-            let ordered = configuration.maps[map].match.isOrderSensitive
+            let ordered = configuration.maps[map].definition.isOrderSensitive
             return MapSnapshot(map: map, entries: contents.ownedEntries(ordered: ordered), tombstones: contents.tombstones)
         }
         let owned: Set<MapContents.Owner>? = isExclusive ? nil : Set(ownedPartitions.map(owners.id))

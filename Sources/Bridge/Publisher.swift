@@ -6,7 +6,8 @@ import Logging
 import Mapper
 
 /// Turns lines of text into change events for one map, the way `mapbridge publish` reads stdin:
-/// `key value` sets (the value is the rest of the line), `-key` deletes, a line starting with `{`
+/// `key value` sets (the value is the rest of the line), `-key` deletes (for an ACL: `pattern`
+/// adds, `-pattern` deletes), a line starting with `{`
 /// or `[` is a JSON event published as it is (when it is valid), and empty lines and `#` comments
 /// are skipped. Every change is checked with the daemon's own rules before it is published.
 public struct ChangeLineParser: Sendable {
@@ -24,7 +25,7 @@ public struct ChangeLineParser: Sendable {
 
     public init(configuration: BridgeConfiguration, map name: String) throws {
         guard let index = configuration.maps.firstIndex(where: { $0.name == name }) else {
-            throw ConfigurationError(problems: ["--map: '\(name)' is not one of the maps (\(configuration.maps.map(\.name).joined(separator: ", ")))"])
+            throw ConfigurationError(problems: ["--map: '\(name)' is not one of the maps or ACLs (\(configuration.maps.map(\.name).joined(separator: ", ")))"])
         }
         mapIndex = index
         map = configuration.mapDefinitions[index]
@@ -49,6 +50,12 @@ public struct ChangeLineParser: Sendable {
             if let defect = rules.check(key: key, value: nil, for: map) { return .invalid(defect.description) }
             return .change(key: key, value: nil)
         }
+        if map.kind == .acl {
+            // A pattern per line: it is added.
+            let pattern = String(trimmed)
+            if let defect = rules.check(key: pattern, value: "", for: map) { return .invalid(defect.description) }
+            return .change(key: pattern, value: "")
+        }
         guard let separator = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" }) else {
             return .invalid("expected 'key value' or '-key'")
         }
@@ -61,12 +68,16 @@ public struct ChangeLineParser: Sendable {
 
     /// The JSON event for a change of this map.
     public func jsonEvent(key: String, value: String?) -> String {
-        Bridge.jsonEvent(map: map.name, key: key, value: value)
+        Bridge.jsonEvent(map: map.name, key: key, value: value, kind: map.kind)
     }
 }
 
-/// The JSON event (the `json` topic format) for one change: a set, or a delete when `value` is nil.
-public func jsonEvent(map: String, key: String, value: String?) -> String {
+/// The JSON event (the `json` topic format) for one change: a set, or a delete when `value` is nil
+/// (for an ACL: an add of the pattern `key`, or its delete).
+public func jsonEvent(map: String, key: String, value: String?, kind: MapKind = .map) -> String {
+    if kind == .acl {
+        return #"{"acl":\#(jsonString(map)),"op":"\#(value == nil ? "del" : "add")","pattern":\#(jsonString(key))}"#
+    }
     if let value {
         return #"{"map":\#(jsonString(map)),"op":"set","key":\#(jsonString(key)),"value":\#(jsonString(value))}"#
     }

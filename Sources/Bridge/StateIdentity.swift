@@ -1,7 +1,7 @@
 import Mapper
 
 /// Whose state a state directory holds: the Kafka cluster and consumer group whose offsets it
-/// records, the topics it consumed, and each map's name as HAProxy knows it. Stored beside the
+/// records, the topics it consumed, and each map's and ACL's name as HAProxy knows it. Stored beside the
 /// state (`identity`), so that state belonging to another edge — another HAProxy, another
 /// cluster, another group — is recognised and never applied.
 public struct StateIdentity: Sendable, Equatable {
@@ -13,19 +13,24 @@ public struct StateIdentity: Sendable, Equatable {
     /// Map name → the map as HAProxy names it. Maps no longer configured stay recorded: their
     /// state files are still in the directory.
     public var maps: [String: String]
+    /// ACL name → the ACL file as HAProxy names it (recorded apart: a name that was a map and is
+    /// now an ACL, or the reverse, is another target).
+    public var acls: [String: String]
 
-    public init(clusterID: String? = nil, groupID: String, topics: [String], maps: [String: String]) {
+    public init(clusterID: String? = nil, groupID: String, topics: [String], maps: [String: String], acls: [String: String] = [:]) {
         self.clusterID = clusterID
         self.groupID = groupID
         self.topics = topics.sorted()
         self.maps = maps
+        self.acls = acls
     }
 
     /// The identity a configuration gives a new state directory.
     public init(_ configuration: BridgeConfiguration) {
         self.init(
             groupID: configuration.kafka.groupID, topics: configuration.topics.map(\.name),
-            maps: Dictionary(configuration.maps.map { ($0.name, $0.path) }, uniquingKeysWith: { $1 }))
+            maps: Dictionary(configuration.maps.filter { $0.kind == .map }.map { ($0.name, $0.path) }, uniquingKeysWith: { $1 }),
+            acls: Dictionary(configuration.maps.filter { $0.kind == .acl }.map { ($0.name, $0.path) }, uniquingKeysWith: { $1 }))
     }
 
     /// What in this stored identity differs from `configured`, one phrase each; empty when the
@@ -39,6 +44,11 @@ public struct StateIdentity: Sendable, Equatable {
         }
         for (name, path) in configured.maps.sorted(by: { $0.key < $1.key }) {
             if let stored = maps[name], stored != path { found.append("map \(name) is '\(stored)' (configured: '\(path)')") }
+            if let stored = acls[name] { found.append("\(name) is ACL '\(stored)' (configured: map '\(path)')") }
+        }
+        for (name, path) in configured.acls.sorted(by: { $0.key < $1.key }) {
+            if let stored = acls[name], stored != path { found.append("ACL \(name) is '\(stored)' (configured: '\(path)')") }
+            if let stored = maps[name] { found.append("\(name) is map '\(stored)' (configured: ACL '\(path)')") }
         }
         return found
     }
@@ -53,6 +63,7 @@ public struct StateIdentity: Sendable, Equatable {
     public func merging(_ configured: StateIdentity) -> StateIdentity {
         var merged = self
         merged.maps.merge(configured.maps) { $1 }
+        merged.acls.merge(configured.acls) { $1 }
         return merged
     }
 
@@ -64,6 +75,7 @@ public struct StateIdentity: Sendable, Equatable {
         text += "group\t\(groupID)\n"
         for topic in topics { text += "topic\t\(topic)\n" }
         for (name, path) in maps.sorted(by: { $0.key < $1.key }) { text += "map\t\(name)\t\(path)\n" }
+        for (name, path) in acls.sorted(by: { $0.key < $1.key }) { text += "acl\t\(name)\t\(path)\n" }
         return StateFiles.sealed(Array(text.utf8))
     }
 
@@ -81,6 +93,7 @@ public struct StateIdentity: Sendable, Equatable {
                 sawGroup = true
             case ("topic", 2): identity.topics.append(fields[1])
             case ("map", 3): identity.maps[fields[1]] = fields[2]
+            case ("acl", 3): identity.acls[fields[1]] = fields[2]
             default: throw MapperError(.damagedState, "\(path): unexpected line '\(line.prefix(120))'")
             }
         }

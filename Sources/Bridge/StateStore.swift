@@ -273,7 +273,7 @@ final class StateStore: Sendable {
                         "offsets \(describeOffsets(offsets))",
                     ]
                 }
-                let title = "map \(map.name) (\(map.path))"
+                let title = "\(map.definition.described) (\(map.path))"
                 var files: StateFiles.Builder
                 if let owned {
                     // Shared: keep what the file holds for others, replace what this bridge owns.
@@ -295,12 +295,14 @@ final class StateStore: Sendable {
                         stored.tombstones.append((owners.name(owner), key.string))
                     }
                     for (name, offset) in offsetNames where ownedNames.contains(name) { stored.offsets[name] = offset }
-                    files = StateFiles.Builder(title: title, offsets: stored.offsets, mapHeader: mapHeader(stored.offsets), capacity: stored.entries.count)
+                    files = StateFiles.Builder(
+                        title: title, offsets: stored.offsets, mapHeader: mapHeader(stored.offsets), capacity: stored.entries.count, kind: map.kind)
                     for entry in stored.entries { files.append(owner: entry.owner, key: entry.key, value: entry.value) }
                     for tombstone in stored.tombstones { files.appendTombstone(owner: tombstone.owner, key: tombstone.key) }
                 } else {
                     // The only writer: this bridge's view is the file, written straight from it.
-                    files = StateFiles.Builder(title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count)
+                    files = StateFiles.Builder(
+                        title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count, kind: map.kind)
                     // One name per owner (a partition), not one lock and one interpolation per entry.
                     var names: [MapContents.Owner: String] = [:]
                     for entry in snapshot.entries {

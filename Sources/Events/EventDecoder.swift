@@ -3,7 +3,8 @@ public enum EventFormat: Sendable, Equatable {
     /// The value is one change object or a JSON array of them; each names its map.
     case json
     /// The message key is the map key, the value the map value, a null value (tombstone) deletes;
-    /// every message of the topic belongs to one map (its index in the configured maps).
+    /// every message of the topic belongs to one map (its index in the configured maps). For an
+    /// ACL the key is the pattern and any value adds it.
     case kv(map: Int)
     /// The value is a JSON record whose fields name the map key and value (``RecordFields``).
     case record(map: Int, RecordFields)
@@ -44,12 +45,23 @@ public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible
 /// Turns message keys and values into changes, strictly: a message with any malformed, missing,
 /// duplicated or mistyped required field, or any text that is not valid UTF-8, is invalid as a
 /// whole, and none of its changes are used. Unknown fields are ignored (but must be valid JSON).
+///
+/// An event names a map (`"map"`, `"op": "set"|"del"`, `"key"`, `"value"`) or an ACL (`"acl"`,
+/// `"op": "add"|"del"`, `"pattern"`); an ACL's change carries the empty value.
 public struct EventDecoder: Sendable {
     private let mapNames: [[UInt8]]
+    private let isACL: [Bool]
 
     /// - Parameter mapNames: the configured maps' logical names; an event's `map` must be one of them.
     public init(mapNames: [String]) {
-        self.mapNames = mapNames.map { Array($0.utf8) }
+        self.init(targets: mapNames.map { ($0, false) })
+    }
+
+    /// - Parameter targets: every configured map and ACL, in configuration order (a change's
+    ///   ``DecodedChange/map`` is an index into it): an event's `map` must name a map, its `acl` an ACL.
+    public init(targets: [(name: String, isACL: Bool)]) {
+        self.mapNames = targets.map { Array($0.name.utf8) }
+        self.isACL = targets.map(\.isACL)
     }
 
     /// Appends the message's changes to `changes`, or returns why it is invalid (appending nothing).
@@ -61,6 +73,11 @@ public struct EventDecoder: Sendable {
             guard let keyText = String(validating: key, as: UTF8.self) else { return DecodeFailure("invalid_utf8", "the message key is not valid UTF-8") }
             guard let value else {
                 changes.append(DecodedChange(map: map, key: keyText, value: nil))
+                return nil
+            }
+            if isACL.indices.contains(map) && isACL[map] {
+                // The key is the pattern; any value adds it (an ACL's patterns have none).
+                changes.append(DecodedChange(map: map, key: keyText, value: ""))
                 return nil
             }
             guard let valueText = String(validating: value, as: UTF8.self) else { return DecodeFailure("invalid_utf8", "the message value is not valid UTF-8") }
@@ -117,17 +134,19 @@ public struct EventDecoder: Sendable {
         return nil
     }
 
-    private enum Field { case map, op, key, value, other }
+    private enum Field { case map, acl, op, key, pattern, value, other }
+    private enum Operation { case set, add, del }
 
     private func decodeChange(_ reader: inout JSONReader, into changes: inout [DecodedChange]) -> DecodeFailure? {
         guard reader.consume(UInt8(ascii: "{")) else { return reader.failure("bad_json", "expected '{'") }
-        var map: Int? = nil
-        var mapSeen = false
-        var op: Bool? = nil  // true: set, false: del
+        var target: Int? = nil
+        var targetField: Field? = nil  // .map or .acl: which one named the target
+        var op: Operation? = nil
         var key: String? = nil
+        var pattern: String? = nil
         var value: String? = nil
         var valueSeen = false
-        var unknownMap: String? = nil
+        var unknownTarget: DecodeFailure? = nil
         reader.skipWhitespace()
         if !reader.consume(UInt8(ascii: "}")) {
             while true {
@@ -137,38 +156,53 @@ public struct EventDecoder: Sendable {
                 let field: Field
                 switch name {
                 case .plain(let bytes) where bytes.elementsEqual("map".utf8): field = .map
+                case .plain(let bytes) where bytes.elementsEqual("acl".utf8): field = .acl
                 case .plain(let bytes) where bytes.elementsEqual("op".utf8): field = .op
                 case .plain(let bytes) where bytes.elementsEqual("key".utf8): field = .key
+                case .plain(let bytes) where bytes.elementsEqual("pattern".utf8): field = .pattern
                 case .plain(let bytes) where bytes.elementsEqual("value".utf8): field = .value
-                case .escaped(let bytes) where ["map", "op", "key", "value"].contains(where: { bytes.elementsEqual($0.utf8) }):
-                    return DecodeFailure("bad_json", "escaped field names are not accepted for map/op/key/value")
+                case .escaped(let bytes) where ["map", "acl", "op", "key", "pattern", "value"].contains(where: { bytes.elementsEqual($0.utf8) }):
+                    return DecodeFailure("bad_json", "escaped field names are not accepted for map/acl/op/key/pattern/value")
                 default: field = .other
                 }
                 reader.skipWhitespace()
                 guard reader.consume(UInt8(ascii: ":")) else { return reader.failure("bad_json", "expected ':' after a field name") }
                 reader.skipWhitespace()
                 switch field {
-                case .map:
-                    if mapSeen { return DecodeFailure("duplicate_field", "field 'map' appears twice") }
-                    mapSeen = true
-                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'map' must be a string") }
-                    map = lookUpMap(raw)
-                    if map == nil { unknownMap = raw.text ?? "<invalid UTF-8>" }
+                case .map, .acl:
+                    let fieldName = field == .acl ? "acl" : "map"
+                    if targetField == field { return DecodeFailure("duplicate_field", "field '\(fieldName)' appears twice") }
+                    if targetField != nil { return DecodeFailure("bad_field", "an event names a map or an ACL, not both") }
+                    targetField = field
+                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'\(fieldName)' must be a string") }
+                    target = lookUpMap(raw)
+                    if let found = target, isACL[found] != (field == .acl) {
+                        target = nil
+                        let other = isACL[found] ? "an ACL (name it with \"acl\")" : "a map (name it with \"map\")"
+                        unknownTarget = DecodeFailure("unknown_\(fieldName)", "\(quoted(raw.text ?? "")) is \(other)")
+                    } else if target == nil {
+                        unknownTarget = DecodeFailure(
+                            "unknown_\(fieldName)", "\(field == .acl ? "ACL" : "map") \(quoted(raw.text ?? "<invalid UTF-8>")) is not configured")
+                    }
                 case .op:
                     if op != nil { return DecodeFailure("duplicate_field", "field 'op' appears twice") }
                     guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'op' must be a string") }
                     if case .plain(let bytes) = raw, bytes.elementsEqual("set".utf8) {
-                        op = true
+                        op = .set
+                    } else if case .plain(let bytes) = raw, bytes.elementsEqual("add".utf8) {
+                        op = .add
                     } else if case .plain(let bytes) = raw, bytes.elementsEqual("del".utf8) {
-                        op = false
+                        op = .del
                     } else {
-                        return DecodeFailure("bad_op", "'op' must be \"set\" or \"del\", not \(quoted(raw.text ?? "<invalid UTF-8>"))")
+                        return DecodeFailure(
+                            "bad_op", "'op' must be \"set\" or \"del\" (\"add\" or \"del\" for an ACL), not \(quoted(raw.text ?? "<invalid UTF-8>"))")
                     }
-                case .key:
-                    if key != nil { return DecodeFailure("duplicate_field", "field 'key' appears twice") }
-                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'key' must be a string") }
-                    guard let text = raw.text else { return DecodeFailure("invalid_utf8", "'key' is not valid UTF-8") }
-                    key = text
+                case .key, .pattern:
+                    let fieldName = field == .key ? "key" : "pattern"
+                    if (field == .key ? key : pattern) != nil { return DecodeFailure("duplicate_field", "field '\(fieldName)' appears twice") }
+                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'\(fieldName)' must be a string") }
+                    guard let text = raw.text else { return DecodeFailure("invalid_utf8", "'\(fieldName)' is not valid UTF-8") }
+                    if field == .key { key = text } else { pattern = text }
                 case .value:
                     if valueSeen { return DecodeFailure("duplicate_field", "field 'value' appears twice") }
                     valueSeen = true
@@ -188,16 +222,24 @@ public struct EventDecoder: Sendable {
                 return reader.failure("bad_json", "expected ',' or '}' in the object")
             }
         }
-        guard mapSeen else { return DecodeFailure("missing_field", "field 'map' is missing") }
-        if let unknownMap { return DecodeFailure("unknown_map", "map \(quoted(unknownMap)) is not configured") }
+        guard let targetField else { return DecodeFailure("missing_field", "field 'map' (or 'acl') is missing") }
+        if let unknownTarget { return unknownTarget }
         guard let op else { return DecodeFailure("missing_field", "field 'op' is missing") }
+        if targetField == .acl {
+            // An ACL's pattern is present or not: `add` or `del`, and no value.
+            guard op != .set else { return DecodeFailure("bad_op", "an ACL's 'op' is \"add\" or \"del\", not \"set\"") }
+            guard let pattern else { return DecodeFailure("missing_field", "field 'pattern' is missing") }
+            changes.append(DecodedChange(map: target!, key: pattern, value: op == .add ? "" : nil))
+            return nil
+        }
+        guard op != .add else { return DecodeFailure("bad_op", "a map's 'op' is \"set\" or \"del\", not \"add\" (set adds a missing key)") }
         guard let key else { return DecodeFailure("missing_field", "field 'key' is missing") }
-        if op {
+        if op == .set {
             guard valueSeen else { return DecodeFailure("missing_field", "field 'value' is missing (required for set)") }
             guard let value else { return DecodeFailure("bad_field", "'value' must be a string") }
-            changes.append(DecodedChange(map: map!, key: key, value: value))
+            changes.append(DecodedChange(map: target!, key: key, value: value))
         } else {
-            changes.append(DecodedChange(map: map!, key: key, value: nil))
+            changes.append(DecodedChange(map: target!, key: key, value: nil))
         }
         return nil
     }

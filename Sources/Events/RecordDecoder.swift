@@ -3,7 +3,8 @@ import Foundation
 /// Which fields of a JSON record (or of a Debezium row) carry the map key and value.
 public struct RecordFields: Sendable, Equatable {
     public var keyField: String
-    public var valueField: String
+    /// Nil for a topic bound to an ACL: a record adds its key (the pattern), which has no value.
+    public var valueField: String?
     /// A record whose field `deleteWhen.field` equals `deleteWhen.equals` deletes its key
     /// (`record` format only).
     public var deleteWhen: DeleteCondition?
@@ -18,7 +19,7 @@ public struct RecordFields: Sendable, Equatable {
         }
     }
 
-    public init(keyField: String, valueField: String, deleteWhen: DeleteCondition? = nil) {
+    public init(keyField: String, valueField: String?, deleteWhen: DeleteCondition? = nil) {
         self.keyField = keyField
         self.valueField = valueField
         self.deleteWhen = deleteWhen
@@ -70,8 +71,10 @@ enum RecordDecoder {
                 changes.append(DecodedChange(map: map, key: key, value: nil))
                 return nil
             }
-            let value = try required(object, fields.valueField, role: "value", missing: "field \(quoted(fields.valueField)) (the value) is missing")
-            changes.append(DecodedChange(map: map, key: key, value: value))
+            let value = try fields.valueField.map { field throws(DecodeFailure) in
+                try required(object, field, role: "value", missing: "field \(quoted(field)) (the value) is missing")
+            }
+            changes.append(DecodedChange(map: map, key: key, value: value ?? ""))
             return nil
         } catch {
             return error
@@ -106,7 +109,10 @@ enum RecordDecoder {
             case "c", "r", "u":
                 guard let after = try row("after") else { throw DecodeFailure("missing_field", "a '\(op)' event needs 'after'") }
                 let newKey = try key(of: after, "after")
-                let newValue = try required(after, fields.valueField, role: "value", missing: "'after' has no column \(quoted(fields.valueField)) (the value)")
+                let newValue =
+                    try fields.valueField.map { field throws(DecodeFailure) in
+                        try required(after, field, role: "value", missing: "'after' has no column \(quoted(field)) (the value)")
+                    } ?? ""
                 // The old key, when `before` holds one that differs (REPLICA IDENTITY FULL); a
                 // `before` without it (the default identity) cannot tell, and deletes nothing.
                 if op == "u", let before = try row("before"), let oldKey = try? key(of: before, "before"), !oldKey.utf8.elementsEqual(newKey.utf8) {

@@ -7,7 +7,8 @@ public enum EntryDefect: Sendable, Equatable, CustomStringConvertible {
     case empty(Field)
     /// A newline, carriage return, NUL, tab or other C0/C1 control character, or DEL.
     case controlCharacter(Field, offset: Int)
-    /// A space in a key: HAProxy's map files, `show map` and payloads all end the key at the first space.
+    /// A space in a key: HAProxy's map files, `show map` and payloads all end the key at the first
+    /// space (an ACL pattern keeps it, but `show acl` could not be told from a value then).
     case spaceInKey
     /// Leading or trailing spaces in a value: HAProxy strips them when it loads a map file.
     case surroundingSpace
@@ -114,7 +115,9 @@ public struct EntryRules: Sendable, Equatable {
     /// value types accept in HAProxy (``TypeSyntax``). Checking before sending matters for typed
     /// values: HAProxy 2.4 to 3.0 answer `set map` with an unparsable value of a `_int`/`_ip` map
     /// with silence and keep the old value, and the value would fail the map file's next load.
+    /// An ACL's pattern is checked as a key; its value (always empty) is not checked.
     public func check(key: String, value: String?, for map: MapDefinition) -> EntryDefect? {
+        let value = map.kind == .acl ? nil : value
         if let defect = value.map({ check(key: key, value: $0) }) ?? check(key: key) { return defect }
         switch map.match {
         case .ip where !TypeSyntax.isAddressKey(key):

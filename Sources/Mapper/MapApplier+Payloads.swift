@@ -18,12 +18,13 @@ extension MapApplier {
     /// batch (added to the new version in its place), or is dropped when it had none.
     func rebuild(_ index: Int, _ connection: RuntimeConnection) async throws -> (rejections: [Rejection], commands: Int) {
         let definition = maps[index].definition
-        let prepared = try await connection.execute(RuntimeCommand.prepare(definition.path))
+        let prepared = try await connection.execute(RuntimeCommand.prepare(definition.path, kind: definition.kind))
         try Self.checkKnownMap(prepared, definition)
         guard prepared.text.hasPrefix("New version created: "), let version = Int(prepared.text.dropFirst("New version created: ".count)) else {
-            throw MapperError(.protocolViolation, "unexpected answer to 'prepare map \(definition.path)': '\(prepared.text.prefix(200))'")
+            throw MapperError(
+                .protocolViolation, "unexpected answer to 'prepare \(definition.kind.rawValue) \(definition.path)': '\(prepared.text.prefix(200))'")
         }
-        let entries = maps[index].desired.contents.entries(ordered: definition.match.isOrderSensitive)
+        let entries = maps[index].desired.contents.entries(ordered: definition.isOrderSensitive)
         var result = try await addEntries(index, connection, entries, version: version)
         let restores = refuseAdds(index, result.rejections)
         if !restores.isEmpty {
@@ -33,9 +34,10 @@ extension MapApplier {
                 throw MapperError(.protocolViolation, "HAProxy refused to restore '\(refused.key)' in map \(definition.name): \(refused.reason)")
             }
         }
-        let committed = try await connection.execute(RuntimeCommand.commit(definition.path, version: version))
+        let committed = try await connection.execute(RuntimeCommand.commit(definition.path, version: version, kind: definition.kind))
         guard committed.isEmpty else {
-            throw MapperError(.protocolViolation, "HAProxy refused 'commit map @\(version) \(definition.path)': '\(committed.text.prefix(200))'")
+            throw MapperError(
+                .protocolViolation, "HAProxy refused 'commit \(definition.kind.rawValue) @\(version) \(definition.path)': '\(committed.text.prefix(200))'")
         }
         return (result.rejections, result.commands + 2)
     }
@@ -49,6 +51,7 @@ extension MapApplier {
     ) async throws -> (rejections: [Rejection], commands: Int) {
         guard !entries.isEmpty else { return ([], 0) }
         let definition = maps[index].definition
+        if definition.kind == .acl { return try await addPatterns(index, connection, entries.map(\.key), version: version) }
         var rejections: [Rejection] = []
         var commands = 0
         var start = 0
@@ -73,7 +76,7 @@ extension MapApplier {
             let answer = answers[failed]
             if !viaSeparateSessions { try Self.checkKnownMap(answer, definition) }
             let chunk = chunks[failed]
-            let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, version: version))
+            let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, version: version, kind: definition.kind))
             try Self.checkKnownMap(dump, definition)
             let held = Set(MapDump(body: dump.body).lazy.map { MapKey($0.key) })
             commands += 1
@@ -98,6 +101,28 @@ extension MapApplier {
             let refused = lines[lines.startIndex + added]
             rejections.append(Rejection(map: index, key: refused.key, tag: maps[index].desired.tag(of: refused.key), reason: answer.text))
             start += chunk.entries.lowerBound + added + 1
+        }
+        return (rejections, commands)
+    }
+
+    /// Adds an ACL's patterns, one pipelined `add acl` each (HAProxy takes no payload for ACLs):
+    /// each answer tells whether its pattern was taken, so a refused one is known at once and the
+    /// others are not held back.
+    func addPatterns(
+        _ index: Int, _ connection: RuntimeConnection, _ patterns: [MapKey], version: Int?
+    ) async throws -> (rejections: [Rejection], commands: Int) {
+        let definition = maps[index].definition
+        var rejections: [Rejection] = []
+        var commands = 0
+        // In slices, so that a rebuild of millions of patterns never holds all its commands at once.
+        for start in stride(from: 0, to: patterns.count, by: 8192) {
+            let slice = patterns[start..<min(start + 8192, patterns.count)]
+            let answers = try await connection.execute(slice.map { RuntimeCommand.addPattern(definition.path, pattern: $0.string, version: version) })
+            commands += answers.count
+            for (pattern, answer) in zip(slice, answers) where !answer.isEmpty {
+                try Self.checkKnownMap(answer, definition)
+                rejections.append(Rejection(map: index, key: pattern, tag: maps[index].desired.tag(of: pattern), reason: answer.text))
+            }
         }
         return (rejections, commands)
     }

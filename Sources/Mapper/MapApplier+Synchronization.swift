@@ -64,14 +64,21 @@ extension MapApplier {
                 await fresh.close()
                 throw MapperError(.connectionClosed, "the HAProxy worker answering is stopping (a reload is in progress)")
             }
-            let loaded = LoadedMap.parseListing(try await fresh.execute(RuntimeCommand.listMaps()).text)
-            let known = Set(loaded.map(\.path))
-            let absent = maps.map(\.definition).filter { !known.contains($0.path) }
-            if !absent.isEmpty {
-                await fresh.close()
-                let names = absent.map { "\($0.name) (\($0.path))" }.joined(separator: ", ")
-                let loadedNames = loaded.map(\.path).joined(separator: ", ")
-                throw MapperError(.unknownMap, "HAProxy has not loaded map \(names); maps it has: \(loadedNames.isEmpty ? "none" : loadedNames)")
+            for kind in [MapKind.map, .acl] {
+                let wanted = maps.map(\.definition).filter { $0.kind == kind }
+                guard !wanted.isEmpty else { continue }
+                let loaded = LoadedMap.parseListing(try await fresh.execute(RuntimeCommand.listMaps(kind: kind)).text).map(\.path).filter { !$0.isEmpty }
+                let known = Set(loaded)
+                let absent = wanted.filter { !known.contains($0.path) }
+                if !absent.isEmpty {
+                    await fresh.close()
+                    let names = absent.map { "\($0.name) (\($0.path))" }.joined(separator: ", ")
+                    let noun = kind == .acl ? "ACL files" : "maps"
+                    throw MapperError(
+                        .unknownMap,
+                        "HAProxy has not loaded \(kind == .acl ? "ACL file" : "map") \(names); \(noun) it has: \(loaded.isEmpty ? "none" : loaded.joined(separator: ", "))"
+                    )
+                }
             }
             report.connected = true
             if current.processIdentity != info?.processIdentity {
@@ -120,7 +127,7 @@ extension MapApplier {
             maps[index].desired.settle()
             return
         }
-        let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))
+        let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, kind: definition.kind))
         try Self.checkKnownMap(dump, definition)
         let live = MapDump(body: dump.body)
         if maps[index].desired.adoptLive {
@@ -132,7 +139,7 @@ extension MapApplier {
         }
         let comparison =
             exclusive
-            ? MapComparison.compare(desired: maps[index].desired.contents, live: live, orderSensitive: definition.match.isOrderSensitive)
+            ? MapComparison.compare(desired: maps[index].desired.contents, live: live, orderSensitive: definition.isOrderSensitive)
             : MapComparison.compare(desired: maps[index].desired.contents, live: live, owned: owned)
         if comparison.isExact {
             maps[index].desired.settle()
@@ -158,8 +165,9 @@ extension MapApplier {
             var seen = Set<MapKey>()
             for key in comparison.extra + comparison.duplicated where seen.insert(key).inserted { removals.append(key) }
             var targets = removals
-            var commands = removals.map { RuntimeCommand.del(definition.path, key: $0.string) }
-            let updates = comparison.different.filter { !comparison.duplicated.contains($0) }
+            var commands = removals.map { RuntimeCommand.del(definition.path, key: $0.string, kind: definition.kind) }
+            // An ACL's values are all empty: none differs (`set` has no ACL form).
+            let updates = definition.kind == .acl ? [] : comparison.different.filter { !comparison.duplicated.contains($0) }
             commands += updates.map { RuntimeCommand.set(definition.path, key: $0.string, value: contents[$0]!) }
             targets += updates
             let answers = try await connection.execute(commands)

@@ -146,6 +146,10 @@ public final class MapApplier {
         let planning = clock.now
         for (index, changes) in batch.enumerated() where !changes.isEmpty {
             var accepted = changes
+            if maps[index].definition.kind == .acl {
+                // A pattern is present or not: an ACL's entries hold no value.
+                for offset in accepted.indices where accepted[offset].value != nil { accepted[offset].value = "" }
+            }
             if !validated {
                 // Never sent: what HAProxy would refuse, or silently ignore, stays out of the desired state.
                 let definition = maps[index].definition
@@ -155,7 +159,7 @@ public final class MapApplier {
                     return false
                 }
             }
-            plans[index] = maps[index].desired.plan(accepted, orderSensitive: maps[index].definition.match.isOrderSensitive, exclusive: exclusive)
+            plans[index] = maps[index].desired.plan(accepted, orderSensitive: maps[index].definition.isOrderSensitive, exclusive: exclusive)
         }
         let sending = clock.now
         report.planNanoseconds = (sending - planning).nanoseconds
@@ -205,7 +209,8 @@ public final class MapApplier {
             report.strategies[index] = .rebuild
             let started = clock.now
             let result = try await rebuild(index, connection)
-            costModel.observePayload(targetSize, seconds: (clock.now - started).seconds)
+            // An ACL's entries go one command each, not in payloads: their timings would mislead.
+            if definition.kind == .map { costModel.observePayload(targetSize, seconds: (clock.now - started).seconds) }
             rejections = result.rejections
             report.commands += result.commands
             report.entriesWritten += targetSize
@@ -217,8 +222,9 @@ public final class MapApplier {
                 let started = clock.now
                 let answers = try await connection.execute(
                     plan.updates.map { update in
+                        // An ACL's updates are deletes only: its values are all empty, so never differ.
                         update.value.map { RuntimeCommand.set(definition.path, key: update.key.string, value: $0) }
-                            ?? RuntimeCommand.del(definition.path, key: update.key.string)
+                            ?? RuntimeCommand.del(definition.path, key: update.key.string, kind: definition.kind)
                     })
                 costModel.observeUpdates(plan.updates.count, mapSize: mapSizeBefore, seconds: (clock.now - started).seconds)
                 report.commands += answers.count
@@ -248,7 +254,7 @@ public final class MapApplier {
                 if definition.valueType != .str, info?.answersRefusedValuesSilently ?? true {
                     let silent = zip(plan.updates, answers).filter { $0.1.isEmpty && $0.0.value != nil }.map(\.0)
                     if !silent.isEmpty {
-                        let dump = try await connection.execute(RuntimeCommand.showMap(definition.path))
+                        let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, kind: definition.kind))
                         try Self.checkKnownMap(dump, definition)
                         report.commands += 1
                         var live: [MapKey: String] = [:]
@@ -269,7 +275,7 @@ public final class MapApplier {
             adds.removeAll { refused.contains($0.key) }
             let started = clock.now
             let result = try await addEntries(index, connection, adds.map { ($0.key, $0.value) }, version: nil)
-            costModel.observePayload(adds.count, seconds: (clock.now - started).seconds)
+            if definition.kind == .map { costModel.observePayload(adds.count, seconds: (clock.now - started).seconds) }
             report.commands += result.commands
             report.entriesWritten += adds.count
             let restores = refuseAdds(index, result.rejections)
@@ -301,7 +307,7 @@ public final class MapApplier {
         var commands = 0
         var rounds = 0
         while !again.isEmpty && rounds < 64 {
-            let answers = try await connection.execute(again.map { RuntimeCommand.del(definition.path, key: $0.string) })
+            let answers = try await connection.execute(again.map { RuntimeCommand.del(definition.path, key: $0.string, kind: definition.kind) })
             commands += answers.count
             again = zip(again, answers).filter { $0.1.isEmpty }.map(\.0)
             rounds += 1
@@ -309,9 +315,12 @@ public final class MapApplier {
         return commands
     }
 
+    /// Throws when HAProxy answered that it has no such map or ACL (`add acl` says "Unknown ACL
+    /// identifier", every other command "Unknown map identifier", for ACLs too).
     public static func checkKnownMap(_ answer: RuntimeResponse, _ definition: MapDefinition) throws {
-        if answer.body.readableBytesView.starts(with: "Unknown map identifier".utf8) {
-            throw MapperError(.unknownMap, "HAProxy does not know map \(definition.name) (\(definition.path)): it is not loaded by its configuration")
+        let bytes = answer.body.readableBytesView
+        if bytes.starts(with: "Unknown map identifier".utf8) || bytes.starts(with: "Unknown ACL identifier".utf8) {
+            throw MapperError(.unknownMap, "HAProxy does not know \(definition.described) (\(definition.path)): it is not loaded by its configuration")
         }
     }
 }

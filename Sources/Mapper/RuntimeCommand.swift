@@ -1,3 +1,4 @@
+import Core
 import NIOCore
 
 /// Builds runtime-API command lines, escaping every argument so that nothing in a key, value or
@@ -57,38 +58,45 @@ public enum RuntimeCommand {
 
     public static func showInfo() -> ByteBuffer { line(["show", "info"]) }
 
-    /// `show map` without an argument: the list of maps HAProxy has loaded.
-    public static func listMaps() -> ByteBuffer { line(["show", "map"]) }
+    /// `show map` without an argument: the list of maps HAProxy has loaded (`show acl`: its ACLs).
+    public static func listMaps(kind: MapKind = .map) -> ByteBuffer { line(["show", kind.rawValue]) }
 
     /// `show map [@<version>] <map>`: every entry of the map (or of one of its versions).
-    public static func showMap(_ map: String, version: Int? = nil) -> ByteBuffer {
-        line(["show", "map"] + (version.map { ["@\($0)"] } ?? []), escaping: [map])
+    public static func showMap(_ map: String, version: Int? = nil, kind: MapKind = .map) -> ByteBuffer {
+        line(["show", kind.rawValue] + (version.map { ["@\($0)"] } ?? []), escaping: [map])
     }
 
+    /// `set map`: maps only (an ACL pattern has no value to change).
     public static func set(_ map: String, key: String, value: String) -> ByteBuffer {
         line(["set", "map"], escaping: [map, key, value])
     }
 
-    public static func del(_ map: String, key: String) -> ByteBuffer {
-        line(["del", "map"], escaping: [map, key])
+    public static func del(_ map: String, key: String, kind: MapKind = .map) -> ByteBuffer {
+        line(["del", kind.rawValue], escaping: [map, key])
     }
 
     public static func add(_ map: String, key: String, value: String, version: Int? = nil) -> ByteBuffer {
         line(["add", "map"] + (version.map { ["@\($0)"] } ?? []), escaping: [map, key, value])
     }
 
+    /// `add acl [@<version>] <acl> <pattern>`: HAProxy takes no payload for ACLs (2.4 to 3.3
+    /// answer "'add acl' expects two parameters"), so patterns go one command each.
+    public static func addPattern(_ acl: String, pattern: String, version: Int? = nil) -> ByteBuffer {
+        line(["add", "acl"] + (version.map { ["@\($0)"] } ?? []), escaping: [acl, pattern])
+    }
+
     public static func get(_ map: String, key: String) -> ByteBuffer {
         line(["get", "map"], escaping: [map, key])
     }
 
-    public static func prepare(_ map: String) -> ByteBuffer { line(["prepare", "map"], escaping: [map]) }
+    public static func prepare(_ map: String, kind: MapKind = .map) -> ByteBuffer { line(["prepare", kind.rawValue], escaping: [map]) }
 
-    public static func commit(_ map: String, version: Int) -> ByteBuffer {
-        line(["commit", "map", "@\(version)"], escaping: [map])
+    public static func commit(_ map: String, version: Int, kind: MapKind = .map) -> ByteBuffer {
+        line(["commit", kind.rawValue, "@\(version)"], escaping: [map])
     }
 
-    public static func clear(_ map: String, version: Int? = nil) -> ByteBuffer {
-        line(["clear", "map"] + (version.map { ["@\($0)"] } ?? []), escaping: [map])
+    public static func clear(_ map: String, version: Int? = nil, kind: MapKind = .map) -> ByteBuffer {
+        line(["clear", kind.rawValue] + (version.map { ["@\($0)"] } ?? []), escaping: [map])
     }
 
     /// The first line of a payload add: `add map [@<version>] <map> <<`.

@@ -215,12 +215,12 @@ public enum StateFiles {
         return files.finish().state
     }
 
-    /// The bytes of a HAProxy map file holding these entries, in order. A key starting with `#`
-    /// is written after a space: HAProxy skips lines whose first character is `#`, and strips
-    /// leading spaces before the key.
-    public static func mapFile(_ entries: some Sequence<(key: MapKey, value: String)>, header: [String]) -> [UInt8] {
+    /// The bytes of a HAProxy map file (or ACL file: patterns only) holding these entries, in
+    /// order. A key starting with `#` is written after a space: HAProxy skips lines whose first
+    /// character is `#`, and strips leading spaces before the key.
+    public static func mapFile(_ entries: some Sequence<(key: MapKey, value: String)>, header: [String], kind: MapKind = .map) -> [UInt8] {
         var out = mapFileHeader(header, capacity: entries.underestimatedCount)
-        for (key, value) in entries { appendMapLine(key: key.string, value: value, to: &out) }
+        for (key, value) in entries { appendMapLine(key: key.string, value: kind == .acl ? nil : value, to: &out) }
         return out
     }
 
@@ -231,12 +231,16 @@ public enum StateFiles {
         return out
     }
 
+    /// One line of a map file (`key value`), or of an ACL file (`pattern`: HAProxy takes the whole
+    /// line after its leading blanks as the pattern, so nothing may follow it).
     @inline(__always)
-    static func appendMapLine(key: String, value: String, to out: inout [UInt8]) {
+    static func appendMapLine(key: String, value: String?, to out: inout [UInt8]) {
         if key.utf8.first == UInt8(ascii: "#") { out.append(0x20) }
         appendUTF8(key, to: &out)
-        out.append(0x20)
-        appendUTF8(value, to: &out)
+        if let value {
+            out.append(0x20)
+            appendUTF8(value, to: &out)
+        }
         out.append(0x0A)
     }
 
@@ -246,8 +250,11 @@ public enum StateFiles {
     public struct Builder {
         var state: [UInt8] = []
         var map: [UInt8]?
+        /// The map file is an ACL file: patterns only, no values.
+        let patternsOnly: Bool
 
-        public init(title: String, offsets: [String: Int64], mapHeader: [String]?, capacity: Int) {
+        public init(title: String, offsets: [String: Int64], mapHeader: [String]?, capacity: Int, kind: MapKind = .map) {
+            patternsOnly = kind == .acl
             state.reserveCapacity(capacity * 48 + 256)
             state += Array("# mapbridge state v2: \(title)\n".utf8)
             state += Array("# offsets \(describeOffsets(offsets))\n".utf8)
@@ -261,7 +268,7 @@ public enum StateFiles {
             state.append(0x09)
             StateFiles.appendUTF8(value, to: &state)
             state.append(0x0A)
-            if map != nil { StateFiles.appendMapLine(key: key, value: value, to: &map!) }
+            if map != nil { StateFiles.appendMapLine(key: key, value: patternsOnly ? nil : value, to: &map!) }
         }
 
         public mutating func appendTombstone(owner: String, key: String) {

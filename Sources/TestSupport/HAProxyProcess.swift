@@ -1,11 +1,14 @@
 import Foundation
 
 /// A map a test HAProxy loads: its file and how HAProxy matches and types it.
+/// A map (or ACL file: ``acl(_:match:initialLines:)``) a test HAProxy loads.
 public struct TestMap: Sendable {
     public var name: String
     public var match: String
     public var valueType: String
     public var initialLines: [String]
+    /// An ACL pattern file (`acl <name> <fetch> -m <match> -f <file>`), not a map.
+    public var isACL = false
 
     public init(_ name: String, match: String = "str", valueType: String = "str", initialLines: [String] = []) {
         self.name = name
@@ -13,6 +16,16 @@ public struct TestMap: Sendable {
         self.valueType = valueType
         self.initialLines = initialLines
     }
+
+    /// An ACL file `<name>.acl`, matched on the client address (`ip`), a count of Host headers
+    /// (`int`) or the Host header (any other match); a request it matches gets `txn.<name>` = yes.
+    public static func acl(_ name: String, match: String = "str", initialLines: [String] = []) -> TestMap {
+        var map = TestMap(name, match: match, initialLines: initialLines)
+        map.isACL = true
+        return map
+    }
+
+    var fileExtension: String { isACL ? "acl" : "map" }
 }
 
 /// A real HAProxy process on loopback, with its own configuration, runtime socket and map files in
@@ -62,7 +75,7 @@ public final class HAProxyProcess: @unchecked Sendable {
         environment = [:]
         for map in maps {
             let contents = map.initialLines.map { $0 + "\n" }.joined()
-            try contents.write(toFile: mapPath(map.name), atomically: true, encoding: .utf8)
+            try contents.write(toFile: "\(mapsFolder)/\(map.name).\(map.fileExtension)", atomically: true, encoding: .utf8)
         }
         var lines = [
             "global",
@@ -92,7 +105,12 @@ public final class HAProxyProcess: @unchecked Sendable {
             case "int": sample = "req.hdr_cnt(host)"
             default: sample = "req.hdr(host)"
             }
-            lines.append("  http-request set-var(txn.\(map.name)) \(sample),\(converter)(\(mapPath(map.name)))")
+            if map.isACL {
+                lines.append("  acl \(map.name) \(sample) -m \(map.match) -f \(mapsFolder)/\(map.name).acl")
+                lines.append("  http-request set-var(txn.\(map.name)) str(yes) if \(map.name)")
+            } else {
+                lines.append("  http-request set-var(txn.\(map.name)) \(sample),\(converter)(\(mapPath(map.name)))")
+            }
         }
         let answer = maps.first.map { "%[var(txn.\($0.name))]" } ?? "none"
         lines.append("  http-request return status 200 content-type text/plain lf-string \"\(answer)\\n\"")
@@ -112,7 +130,10 @@ public final class HAProxyProcess: @unchecked Sendable {
         self.environment = environment
     }
 
-    public func mapPath(_ name: String) -> String { "\(mapsFolder)/\(name).map" }
+    /// The file of map (or ACL) `name`: `<name>.map`, or `<name>.acl` for an ACL.
+    public func mapPath(_ name: String) -> String {
+        "\(mapsFolder)/\(name).\(maps.first { $0.name == name }?.fileExtension ?? "map")"
+    }
     /// Where the map files are.
     public let mapsFolder: String
 

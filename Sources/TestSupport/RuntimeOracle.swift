@@ -62,9 +62,11 @@ public struct RuntimeOracle: Sendable {
         return result == 0
     }
 
-    /// The entries of `show map <map>`, in HAProxy's order, as (key, value) pairs.
+    /// The entries of `show map <map>`, in HAProxy's order, as (key, value) pairs; for an ACL file
+    /// (a path ending in `.acl`, as ``TestMap/acl(_:match:initialLines:)`` names them), `show acl`'s
+    /// patterns with empty values.
     public func entries(of map: String) throws -> [(key: String, value: String)] {
-        let answer = try run("show map \(map)")
+        let answer = try run("show \(map.hasSuffix(".acl") ? "acl" : "map") \(map)")
         var result: [(String, String)] = []
         for line in answer.split(separator: "\n", omittingEmptySubsequences: true) {
             let parts = line.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)

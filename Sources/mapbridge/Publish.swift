@@ -21,7 +21,7 @@ struct Publish: AsyncParsableCommand {
     @Option(name: .long, help: "The YAML configuration file.")
     var config: String
 
-    @Option(name: .long, help: "The map the lines change.")
+    @Option(name: .long, help: "The map (or ACL: a pattern per line, -pattern deletes) the lines change.")
     var map: String
 
     @Option(name: .long, help: "The topic to publish to (default: the kv topic bound to the map, else the first json topic).")
@@ -88,7 +88,10 @@ struct Publish: AsyncParsableCommand {
                 value = event
             case .change(let changeKey, let changeValue):
                 key = changeKey
-                value = target.format == .json ? parser.jsonEvent(key: changeKey, value: changeValue) : changeValue
+                // On a kv topic an ACL's pattern is added by any value other than a tombstone.
+                value =
+                    target.format == .json
+                    ? parser.jsonEvent(key: changeKey, value: changeValue) : parser.map.kind == .acl ? changeValue.map { _ in "1" } : changeValue
             }
             try producer.produce(topic: target.name, key: key.map { Array($0.utf8) }, value: value.map { Array($0.utf8) }) { result in
                 if case .failure = result { failures.withLock { $0 += 1 } }
@@ -100,7 +103,7 @@ struct Publish: AsyncParsableCommand {
         let failed = failures.withLock { $0 }
         let count = published - failed
         print(
-            "published \(count) change\(count == 1 ? "" : "s") of map \(map) to topic \(target.name)"
+            "published \(count) change\(count == 1 ? "" : "s") of \(parser.map.described) to topic \(target.name)"
                 + (invalid > 0 ? "; \(invalid) invalid lines skipped" : "") + (failed > 0 ? "; \(failed) not acknowledged by Kafka" : ""))
         if invalid > 0 || failed > 0 { throw ExitCode(1) }
     }

@@ -185,7 +185,7 @@ struct EndToEndTests {
         let directory = try TemporaryDirectory(prefix: "mapbridge-example")
         let mapsDirectory = directory.file("maps")
         try FileManager.default.createDirectory(atPath: mapsDirectory, withIntermediateDirectories: true)
-        for file in ["hosts.map", "blocklist.map"] {
+        for file in ["hosts.map", "blocklist.map", "admin-allowlist.acl"] {
             try FileManager.default.copyItem(atPath: "\(root)/config/maps/\(file)", toPath: "\(mapsDirectory)/\(file)")
         }
         let port = try freePort()
@@ -200,12 +200,21 @@ struct EndToEndTests {
                     environment: [
                         "MAPBRIDGE_KAFKA_BROKERS": harness.cluster.bootstrapServers, "MAPBRIDGE_HAPROXY_SOCKET": "unix://\(directory.file("admin.sock"))",
                         "MAPBRIDGE_MAPS_HOSTS_PATH": "\(mapsDirectory)/hosts.map", "MAPBRIDGE_MAPS_BLOCKLIST_PATH": "\(mapsDirectory)/blocklist.map",
+                        "MAPBRIDGE_ACLS_ADMIN_ALLOWLIST_PATH": "\(mapsDirectory)/admin-allowlist.acl",
                         "MAPBRIDGE_COMMIT_INTERVAL_MS": "100", "MAPBRIDGE_STATE_DIRECTORY": harness.stateDirectory.path,
                     ])
                 harness.start(configuration)
 
                 #expect(try httpGet(port: port, headers: ["Host": "www.example.com"]).body == "be_web answered for www.example.com\n")
                 #expect(try httpGet(port: port, headers: ["Host": "api.example.com"]).status == 404)
+                #expect(try httpGet(port: port, path: "/admin", headers: ["Host": "www.example.com"]).status == 403, "not in the admin allowlist")
+                try harness.produce(
+                    topic: "haproxy.map-changes", key: "127.0.0.1", value: #"{"acl":"admin_allowlist","op":"add","pattern":"127.0.0.1"}"#)
+                try harness.flush()
+                try await waitUntil("loopback clients to reach /admin", timeout: 60) {
+                    (try? httpGet(port: port, path: "/admin", headers: ["Host": "www.example.com"]).status) == 200
+                }
+                #expect(try haproxy.oracle.run("show acl \(mapsDirectory)/admin-allowlist.acl").contains(" 127.0.0.1\n"))
                 try harness.produce(topic: "haproxy.map-changes", key: "api.example.com", value: Self.jsonEvent("hosts", "api.example.com", "be_api"))
                 try harness.produce(topic: "haproxy.hosts", key: "static.example.com", value: "be_static")
                 try harness.produce(topic: "haproxy.map-changes", key: "127.0.0.1", value: Self.jsonEvent("blocklist", "10.66.0.0/16", "blocked"))

@@ -28,7 +28,7 @@ struct ExampleFilesTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         try FileManager.default.createDirectory(atPath: directory.file("maps"), withIntermediateDirectories: true)
-        for map in ["hosts.map", "blocklist.map"] {
+        for map in ["hosts.map", "blocklist.map", "admin-allowlist.acl"] {
             try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("config/maps/\(map)").path, toPath: directory.file("maps/\(map)"))
         }
         let (status, errors) = try run(
