@@ -36,6 +36,18 @@ final class BridgeMetrics: Sendable {
     private let batchesByStrategy = Mutex<[String: Counter]>([:])
     private let invalidByReason = Mutex<[String: Counter]>([:])
     private let lagByPartition = Mutex<[TopicPartition: Gauge]>([:])
+    private let entriesByMap = Mutex<[String: Gauge]>([:])
+
+    /// The entries (patterns, for an ACL) of a managed map in its desired state, which HAProxy
+    /// holds once in sync: `mapbridge_map_entries{map, kind}`.
+    func entries(of map: BridgeConfiguration.Map, _ count: Int) {
+        entriesByMap.withLock { gauges in
+            if gauges[map.name] == nil {
+                gauges[map.name] = Gauge(label: "mapbridge_map_entries", dimensions: [("map", map.name), ("kind", map.kind.rawValue)])
+            }
+            return gauges[map.name]!
+        }.record(count)
+    }
 
     /// Messages in the partition's log not yet committed (applied) by this bridge.
     func lag(_ partition: TopicPartition, _ messages: Int64) {

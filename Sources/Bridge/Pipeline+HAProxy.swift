@@ -25,6 +25,7 @@ extension Pipeline {
                     $0.lastError = nil
                 }
                 metrics.inSync.record(1)
+                for (index, map) in configuration.maps.enumerated() { metrics.entries(of: map, applier.contents(of: index).count) }
                 return report.rejections
             } catch {
                 failures += 1

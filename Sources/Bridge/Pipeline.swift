@@ -184,6 +184,9 @@ final class Pipeline {
             metrics.commands.increment(by: report.commands)
             metrics.entriesWritten.increment(by: report.entriesWritten)
             for strategy in Set(report.strategies) where strategy != .none { metrics.batch(strategy: strategy.rawValue) }
+            for (map, changes) in coalesced.enumerated() where !changes.isEmpty {
+                metrics.entries(of: configuration.maps[map], applier.contents(of: map).count)
+            }
             applied = report
         }
         for ticket in tickets.values { tracker.finish(ticket) }

@@ -86,6 +86,13 @@ struct ACLEndToEndTests {
 
                 let metrics = try httpGet(port: port, path: "/metrics").body
                 #expect(metrics.contains("mapbridge_events_invalid_total{reason=\"unknown_acl\"} 1"), "\(metrics)")
+                let sizes = metrics.split(separator: "\n").filter { $0.hasPrefix("mapbridge_map_entries{") }
+                #expect(
+                    sizes.contains { $0.contains("map=\"blocklist\"") && $0.contains("kind=\"acl\"") && Double($0.split(separator: " ").last ?? "") == 2 },
+                    "\(sizes)")
+                #expect(
+                    sizes.contains { $0.contains("map=\"hosts\"") && $0.contains("kind=\"map\"") && Double($0.split(separator: " ").last ?? "") == 1 },
+                    "\(sizes)")
 
                 // A restart: HAProxy loads the blocklist from its file; the bots ACL, kept only in
                 // HAProxy's memory, is resynchronised by the bridge.
