@@ -129,6 +129,13 @@ public struct MapPlan: Sendable {
         public var key: MapKey
         public var value: String?
         public var tag: Int
+
+        public init(change: Int, key: MapKey, value: String?, tag: Int) {
+            self.change = change
+            self.key = key
+            self.value = value
+            self.tag = tag
+        }
     }
 
     /// A payload `add` of a key HAProxy does not hold.

@@ -229,42 +229,32 @@ public final class MapApplier {
                 costModel.observeUpdates(plan.updates.count, mapSize: mapSizeBefore, seconds: (clock.now - started).seconds)
                 report.commands += answers.count
                 report.entriesWritten += answers.count
-                for (update, answer) in zip(plan.updates, answers) where !answer.isEmpty {
-                    try Self.checkKnownMap(answer, definition)
-                    let key = update.key
-                    switch answer.text {
-                    case "Key not found.":
-                        continue  // del of a key HAProxy did not hold: the outcome wanted.
-                    case "entry not found." where update.value != nil:
-                        // HAProxy lacked a key the bridge believed it held: add it, then re-read the map.
-                        logger.warning(
-                            "HAProxy lacked a key the bridge believed present; adding it and re-reading the map",
-                            metadata: ["map": "\(definition.name)", "key": "\(key)"])
-                        adds.append(MapPlan.Add(change: update.change, key: key, value: maps[index].desired.contents[key]!))
-                        resyncNeeded = true
-                    default:
-                        rejections.append(Rejection(map: index, key: key, tag: update.tag, reason: answer.text))
-                    }
+                for answer in answers where !answer.isEmpty { try Self.checkKnownMap(answer, definition) }
+                let verdict = UpdateVerdict(updates: plan.updates, answers: answers.map { $0.isEmpty ? "" : $0.text })
+                rejections += verdict.refused.map { Rejection(map: index, key: $0.update.key, tag: $0.update.tag, reason: $0.reason) }
+                for update in verdict.missing {
+                    // HAProxy lacked a key the bridge believed it held: add it, then re-read the map.
+                    logger.warning(
+                        "HAProxy lacked a key the bridge believed present; adding it and re-reading the map",
+                        metadata: ["map": "\(definition.name)", "key": "\(update.key)"])
+                    adds.append(MapPlan.Add(change: update.change, key: update.key, value: maps[index].desired.contents[update.key]!))
                 }
-                report.commands += try await deleteRemainingEntries(
-                    of: zip(plan.updates, answers).filter { $0.0.value == nil && $0.1.isEmpty }.map(\.0.key), definition, connection)
+                resyncNeeded = !verdict.missing.isEmpty
+                report.commands += try await deleteRemainingEntries(of: verdict.deleted, definition, connection)
                 // A silent answer to `set map` on a typed-value map proves nothing: HAProxy 2.4 to
                 // 3.0 answer a value they cannot parse with silence and keep the old one. Read the
                 // map back and count only what it now holds.
-                if definition.valueType != .str, info?.answersRefusedValuesSilently ?? true {
-                    let silent = zip(plan.updates, answers).filter { $0.1.isEmpty && $0.0.value != nil }.map(\.0)
-                    if !silent.isEmpty {
-                        let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, kind: definition.kind))
-                        try Self.checkKnownMap(dump, definition)
-                        report.commands += 1
-                        var live: [MapKey: String] = [:]
-                        for (key, value) in MapDump(body: dump.body) where live[MapKey(key)] == nil { live[MapKey(key)] = value }
-                        for update in silent where live[update.key] != update.value {
-                            rejections.append(
-                                Rejection(
-                                    map: index, key: update.key, tag: update.tag,
-                                    reason: "HAProxy answered nothing and kept another value: it did not take this \(definition.valueType.rawValue) value"))
-                        }
+                if definition.valueType != .str, info?.answersRefusedValuesSilently ?? true, !verdict.silentSets.isEmpty {
+                    let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, kind: definition.kind))
+                    try Self.checkKnownMap(dump, definition)
+                    report.commands += 1
+                    var live: [MapKey: String] = [:]
+                    for (key, value) in MapDump(body: dump.body) where live[MapKey(key)] == nil { live[MapKey(key)] = value }
+                    for update in UpdateVerdict.unconfirmed(verdict.silentSets, live: live) {
+                        rejections.append(
+                            Rejection(
+                                map: index, key: update.key, tag: update.tag,
+                                reason: "HAProxy answered nothing and kept another value: it did not take this \(definition.valueType.rawValue) value"))
                     }
                 }
                 // A refused set or del left HAProxy as it was: so must the desired state be.
