@@ -53,12 +53,6 @@ public final class BridgeService: Service, Sendable {
                 logger.info("no stored state yet: HAProxy's live map is the starting state", metadata: ["map": "\(map.name)"])
             }
         }
-        let applier = MapApplier(
-            maps: configuration.mapDefinitions, initial: stored.map(\.contents),
-            endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
-            options: configuration.applierOptions, logger: logger)
-        // Until partitions are assigned, this bridge owns nothing: it only connects and checks.
-        applier.setOwnership(exclusive: false, owned: [])
         var deadLetters: DeadLetterQueue?
         if let topic = configuration.deadLetterTopic {
             // The consumer's properties (TLS, SASL...) apply to the dead-letter producer too.
@@ -66,9 +60,10 @@ public final class BridgeService: Service, Sendable {
             let producer = try KafkaProducer(bootstrapServers: configuration.kafka.brokers, properties: KafkaSettings(properties), logger: logger)
             deadLetters = DeadLetterQueue(topic: topic, producer: producer, logger: logger)
         }
-        let pipeline = Pipeline(
-            configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
-            metrics: BridgeMetrics(), owners: owners, store: store, deadLetters: deadLetters, logger: logger)
+        let metrics = BridgeMetrics()
+        let pipeline = PipelineService(
+            configuration: configuration, initial: stored.map(\.contents), backlog: backlog, intake: intake, consumer: consumer, status: status,
+            metrics: metrics, owners: owners, store: store, deadLetters: deadLetters, logger: logger)
         logger.info(
             "mapbridge starting",
             metadata: [
@@ -76,33 +71,94 @@ public final class BridgeService: Service, Sendable {
                 "kafka.group": "\(configuration.kafka.groupID)",
                 "maps": "\(configuration.maps.map(\.name).joined(separator: ","))", "librdkafka": "\(librdkafkaVersion)",
             ])
-        let reporter = LagReporter(consumer: consumer, status: status, metrics: pipeline.metrics)
-        var failure: (any Error)?
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await reporter.run() }
-            do {
-                try await withGracefulShutdownHandler {
-                    try await pipeline.run()
-                } onGracefulShutdown: { [logger, configuration] in
-                    let leaving = configuration.kafka.membership == .group ? " and leaving the group" : ""
-                    logger.notice(
-                        "shutting down: finishing the batch in flight, then storing the state, committing\(leaving) (a second signal exits at once)",
-                        metadata: ["shutdown.timeout_ms": "\(configuration.shutdownTimeoutMilliseconds)"])
-                    backlog.close()
-                }
-            } catch {
-                // The consumer stopped because the cluster is not the state's: say that, not "fatal".
-                failure = intake.refusal ?? error
-            }
-            group.cancelAll()
+        // Children, shut down gracefully in reverse order: the pipeline first (the batch in flight,
+        // the state stored, the final commit), then the lag reporter, then the consumer (leaving
+        // the group), then the dead-letter producer (flushing what is left). The pipeline ending,
+        // by itself or with an error, shuts the others down the same way.
+        var children: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let deadLetters { children.append(.init(service: ClosingService("dead-letter producer", logger: logger) { await deadLetters.close() })) }
+        children.append(.init(service: ClosingService("consumer", logger: logger) { await consumer.close() }))
+        children.append(.init(service: LagReporter(consumer: consumer, status: status, metrics: metrics)))
+        children.append(.init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(configuration: .init(services: children, logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            // The consumer stopped because the cluster is not the state's: say that, not "fatal".
+            let failure = intake.refusal ?? error
+            logger.debug("pipeline ended", metadata: ["error": "\(failure)"])
+            backlog.close()
+            throw failure
         }
-        logger.debug("pipeline ended", metadata: ["error": "\(failure.map { "\($0)" } ?? "none")"])
-        backlog.close()
-        await consumer.close()
-        await deadLetters?.close()
-        await applier.disconnect()
-        if let failure { throw failure }
+        logger.debug("pipeline ended", metadata: ["error": "none"])
         logger.info("mapbridge stopped cleanly")
+    }
+}
+
+/// The pipeline and the applier it drives, as a service: synchronises with HAProxy, consumes,
+/// applies, stores and commits until a graceful shutdown closes the backlog; then it finishes (or
+/// abandons) the batch in flight, commits what HAProxy acknowledged, and returns.
+struct PipelineService: Service {
+    let configuration: BridgeConfiguration
+    let initial: [MapContents?]
+    let backlog: Backlog
+    let intake: MessageIntake
+    let consumer: KafkaConsumer
+    let status: BridgeStatus
+    let metrics: BridgeMetrics
+    let owners: OwnerTable
+    let store: StateStore
+    let deadLetters: DeadLetterQueue?
+    let logger: Logger
+
+    func run() async throws {
+        // Made here, not handed over: the applier and the pipeline belong to this task alone.
+        let applier = MapApplier(
+            maps: configuration.mapDefinitions, initial: initial, endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
+            options: configuration.applierOptions, logger: logger)
+        // Until partitions are assigned, this bridge owns nothing: it only connects and checks.
+        applier.setOwnership(exclusive: false, owned: [])
+        let pipeline = Pipeline(
+            configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
+            metrics: metrics, owners: owners, store: store, deadLetters: deadLetters, logger: logger)
+        do {
+            try await withGracefulShutdownHandler {
+                try await pipeline.run()
+            } onGracefulShutdown: { [logger, configuration, backlog] in
+                let leaving = configuration.kafka.membership == .group ? " and leaving the group" : ""
+                logger.notice(
+                    "shutting down: finishing the batch in flight, then storing the state, committing\(leaving) (a second signal exits at once)",
+                    metadata: ["shutdown.timeout_ms": "\(configuration.shutdownTimeoutMilliseconds)"])
+                backlog.close()
+            }
+        } catch {
+            backlog.close()
+            await applier.disconnect()
+            throw error
+        }
+        backlog.close()
+        await applier.disconnect()
+        logger.debug("the pipeline stopped: its last batch is stored and committed")
+    }
+}
+
+/// A resource whose life is the group's: it waits for the graceful shutdown (or the group's
+/// cancellation), then closes the resource, in its place in the group's shutdown order.
+struct ClosingService: Service, CustomStringConvertible {
+    let description: String
+    let close: @Sendable () async -> Void
+    let logger: Logger
+
+    init(_ name: String, logger: Logger, close: @escaping @Sendable () async -> Void) {
+        self.description = name
+        self.logger = logger
+        self.close = close
+    }
+
+    func run() async {
+        try? await gracefulShutdown()
+        await close()
+        logger.debug("closed the \(description)")
     }
 }
 
