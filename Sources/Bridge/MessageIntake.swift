@@ -12,17 +12,23 @@ import Synchronization
 ///
 /// Decoding and validation happen here, on the polling thread, so the pipeline task only
 /// coalesces and applies: the two run on different cores.
-final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
+final class MessageIntake: KafkaConsumerDelegate, Sendable {
     private let backlog: Backlog
     private let checker: EventChecker
     private let formats: [String: EventFormat]
     private let revokeTimeoutMilliseconds: Int
     private let logger: Logger
     let commits = CommitLedger()
-    // Owned by the polling thread.
-    private var chunk = Batch()
-    private var scratch: [DecodedChange] = []
-    private var lastTopic: (name: String, format: EventFormat?)?
+    /// What the polling thread gathers between bursts. Only that thread takes the lock, so it is
+    /// never contended (about 20 ns a message); it lets the compiler check what confinement alone
+    /// promised before.
+    private let gathering = Mutex(Gathering())
+
+    private struct Gathering {
+        var chunk = Batch()
+        var scratch: [DecodedChange] = []
+        var lastTopic: (name: String, format: EventFormat?)?
+    }
     /// The next offset to consume per partition, published at the end of each burst.
     private let positions = Mutex<[TopicPartition: Int64]>([:])
 
@@ -38,37 +44,39 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
     }
 
     func consume(_ message: ConsumedMessage) {
-        let format: EventFormat?
-        if let lastTopic, lastTopic.name == message.topic {
-            format = lastTopic.format
-        } else {
-            format = formats[message.topic]
-            lastTopic = (message.topic, format)
-        }
-        if chunk.messages.isEmpty { chunk.arrival = .now }
-        let messageIndex = chunk.messages.count
-        var record = MessageRecord(partition: message.topicPartition, offset: message.offset, timestamp: message.timestamp, invalid: nil)
-        scratch.removeAll(keepingCapacity: true)
-        var failure: (label: String, reason: String)?
-        if let format {
-            failure = checker.check(key: message.key, value: message.value, format: format, into: &scratch)
-        } else {
-            failure = ("unknown_topic", "topic \(message.topic) is not configured")
-        }
-        if let failure {
-            record.invalid = InvalidEvent(
-                label: failure.label, reason: failure.reason, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
-            chunk.invalidCount += 1
-            chunk.bytes += 128 + (message.key?.count ?? 0) + (message.value?.count ?? 0)
-        } else {
-            record.changeCount = Int32(scratch.count)
-            for change in scratch {
-                chunk.changes.append(PendingChange(map: change.map, key: MapKey(change.key), value: change.value, message: messageIndex))
-                chunk.bytes += Self.changeBytes + Self.stringBytes(change.key) + (change.value.map(Self.stringBytes) ?? 0)
+        gathering.withLock { state in
+            let format: EventFormat?
+            if let lastTopic = state.lastTopic, lastTopic.name == message.topic {
+                format = lastTopic.format
+            } else {
+                format = formats[message.topic]
+                state.lastTopic = (message.topic, format)
             }
+            if state.chunk.messages.isEmpty { state.chunk.arrival = .now }
+            let messageIndex = state.chunk.messages.count
+            var record = MessageRecord(partition: message.topicPartition, offset: message.offset, timestamp: message.timestamp, invalid: nil)
+            state.scratch.removeAll(keepingCapacity: true)
+            var failure: (label: String, reason: String)?
+            if let format {
+                failure = checker.check(key: message.key, value: message.value, format: format, into: &state.scratch)
+            } else {
+                failure = ("unknown_topic", "topic \(message.topic) is not configured")
+            }
+            if let failure {
+                record.invalid = InvalidEvent(
+                    label: failure.label, reason: failure.reason, key: message.keyBytes, value: message.valueBytes, headers: message.headers())
+                state.chunk.invalidCount += 1
+                state.chunk.bytes += 128 + (message.key?.count ?? 0) + (message.value?.count ?? 0)
+            } else {
+                record.changeCount = Int32(state.scratch.count)
+                for change in state.scratch {
+                    state.chunk.changes.append(PendingChange(map: change.map, key: MapKey(change.key), value: change.value, message: messageIndex))
+                    state.chunk.bytes += Self.changeBytes + Self.stringBytes(change.key) + (change.value.map(Self.stringBytes) ?? 0)
+                }
+            }
+            state.chunk.messages.append(record)
+            state.chunk.bytes += Self.messageBytes
         }
-        chunk.messages.append(record)
-        chunk.bytes += Self.messageBytes
     }
 
     /// What a message record and a change cost in memory, besides their strings (measured from
@@ -97,13 +105,17 @@ final class MessageIntake: KafkaConsumerDelegate, @unchecked Sendable {
 
     /// Hands the chunk to the backlog; pauses the consumer when that filled it.
     func endOfBurst() -> FlowControl {
-        guard !chunk.isEmpty else { return .proceed }
+        let chunk = gathering.withLock { state -> Batch? in
+            guard !state.chunk.isEmpty else { return nil }
+            defer { state.chunk = Batch() }
+            return state.chunk
+        }
+        guard let chunk else { return .proceed }
         let last = chunk.lastOffsets
         positions.withLock { positions in
             for (partition, offset) in last { positions[partition] = offset + 1 }
         }
         let full = backlog.push(chunk)
-        chunk = Batch()
         guard full else { return .proceed }
         let size = backlog.size
         logger.notice(
