@@ -12,9 +12,9 @@ public struct DeliveredMessage: Sendable, Equatable {
 /// librdkafka's producer, for dead letters, `mapbridge publish`, the demo and the tests. Delivery
 /// reports are served by a polling thread of its own; ``send(topic:key:value:headers:partition:)``
 /// returns only once the broker acknowledged the message.
-public final class KafkaProducer: @unchecked Sendable {
+public final class KafkaProducer: Sendable {
     /// A delivery callback, kept alive until librdkafka reports the outcome.
-    private final class Pending: @unchecked Sendable {
+    private final class Pending: Sendable {
         let completion: @Sendable (Result<DeliveredMessage, KafkaError>) -> Void
         init(_ completion: @escaping @Sendable (Result<DeliveredMessage, KafkaError>) -> Void) { self.completion = completion }
     }

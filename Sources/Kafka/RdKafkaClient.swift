@@ -6,6 +6,10 @@ import Synchronization
 /// Owns one librdkafka handle and the Swift side of its callbacks. The thin unsafe layer: nothing
 /// outside this module sees a C pointer, every error code becomes a ``KafkaError`` at once, and the
 /// handle is destroyed exactly once, before the callbacks it calls into are released.
+///
+/// Unchecked Sendable because the handle is a C pointer, which librdkafka
+/// lets any thread use (its API is thread-safe), and the callbacks are set before the handle
+/// exists and only read after.
 package final class RdKafkaClient: @unchecked Sendable {
     /// Swift functions librdkafka's C callbacks are routed to, found through the handle's opaque.
     package final class Callbacks: @unchecked Sendable {
