@@ -74,7 +74,7 @@ extension KafkaConsumerDelegate {
 /// concurrency pool. Offsets are never stored or committed automatically: only ``commit(_:)`` and
 /// ``commitNow(_:)`` commit, with exactly the offsets given. Every librdkafka call on the handle
 /// happens on the polling thread; other threads enqueue commands.
-public final class KafkaConsumer: @unchecked Sendable {
+public final class KafkaConsumer: Sendable {
     enum Command {
         case commit([TopicPartition: Int64])
         case commitNow([TopicPartition: Int64], OneShot)
@@ -96,19 +96,57 @@ public final class KafkaConsumer: @unchecked Sendable {
     let delegate: any KafkaConsumerDelegate
     let logger: Logger
     let shared = Mutex(Shared())
-    // Owned by the polling thread.
-    var assignment: Set<TopicPartition> = []
-    var paused: Set<TopicPartition> = []
-    var pauseRequested = false
-    private var topicNames: [UnsafeMutableRawPointer: String] = [:]
-    /// Offsets to commit, merged, one asynchronous commit unanswered at a time.
-    var commits = CommitQueue()
-    /// Whether the cluster was checked with the delegate (before the first assignment).
-    var clusterVerified = false
-    /// Direct membership: when the topics are next checked for partitions, and the topics not
-    /// found so far (each reported once).
-    var nextDiscovery = ContinuousClock.now
-    var missingTopics: Set<String> = []
+    /// The polling thread's own state (see ``ThreadBound``); reached through the properties below.
+    let polling = ThreadBound(Polling())
+
+    struct Polling {
+        var assignment: Set<TopicPartition> = []
+        var paused: Set<TopicPartition> = []
+        var pauseRequested = false
+        var topicNames: [UnsafeMutableRawPointer: String] = [:]
+        /// Offsets to commit, merged, one asynchronous commit unanswered at a time.
+        var commits = CommitQueue()
+        /// Whether the cluster was checked with the delegate (before the first assignment).
+        var clusterVerified = false
+        /// Direct membership: when the topics are next checked for partitions, and the topics not
+        /// found so far (each reported once).
+        var nextDiscovery = ContinuousClock.now
+        var missingTopics: Set<String> = []
+    }
+
+    // The polling thread's state, by name (checked to be used on that thread only).
+    var assignment: Set<TopicPartition> {
+        _read { yield polling.value.assignment }
+        _modify { yield &polling.value.assignment }
+    }
+    var paused: Set<TopicPartition> {
+        _read { yield polling.value.paused }
+        _modify { yield &polling.value.paused }
+    }
+    var pauseRequested: Bool {
+        _read { yield polling.value.pauseRequested }
+        _modify { yield &polling.value.pauseRequested }
+    }
+    private var topicNames: [UnsafeMutableRawPointer: String] {
+        _read { yield polling.value.topicNames }
+        _modify { yield &polling.value.topicNames }
+    }
+    var commits: CommitQueue {
+        _read { yield polling.value.commits }
+        _modify { yield &polling.value.commits }
+    }
+    var clusterVerified: Bool {
+        _read { yield polling.value.clusterVerified }
+        _modify { yield &polling.value.clusterVerified }
+    }
+    var nextDiscovery: ContinuousClock.Instant {
+        _read { yield polling.value.nextDiscovery }
+        _modify { yield &polling.value.nextDiscovery }
+    }
+    var missingTopics: Set<String> {
+        _read { yield polling.value.missingTopics }
+        _modify { yield &polling.value.missingTopics }
+    }
 
     public init(configuration: Configuration, delegate: any KafkaConsumerDelegate, logger: Logger) throws(KafkaError) {
         self.configuration = configuration
@@ -361,6 +399,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     // MARK: - The polling thread
 
     private func pollLoop() {
+        polling.bindToCurrentThread()
         var burst = 0
         var watermarksRead = ContinuousClock.now
         while true {
