@@ -19,7 +19,7 @@ public enum Inspection {
     /// every configured map loaded) and Kafka (reachable, every topic present).
     public static func check(_ configuration: BridgeConfiguration, logger: Logger) async -> [Finding] {
         var findings: [Finding] = [
-            Finding(subject: "configuration", ok: true, detail: "\(configuration.maps.count) maps, \(configuration.topics.count) topics")
+            Finding(subject: "configuration", ok: true, detail: Self.counted(configuration))
         ]
         let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
         do {
@@ -28,7 +28,8 @@ public enum Inspection {
             let known = stored.filter { $0.contents != nil }.count
             findings.append(
                 Finding(
-                    subject: "state", ok: true, detail: "\(store.directory) is writable and this bridge's; stored state for \(known) of \(stored.count) maps"))
+                    subject: "state", ok: true,
+                    detail: "\(store.directory) is writable and this bridge's; stored state for \(known) of \(stored.count) maps and ACLs"))
         } catch {
             findings.append(Finding(subject: "state", ok: false, detail: "\(error)"))
         }
@@ -119,6 +120,14 @@ public enum Inspection {
 
     /// Compares each map's stored desired state with HAProxy's live map. A map with no stored
     /// state yet is reported with `desired` nil (nothing to compare).
+    /// "2 maps, 1 ACL, 3 topics".
+    static func counted(_ configuration: BridgeConfiguration) -> String {
+        func count(_ number: Int, _ noun: String) -> String { "\(number) \(noun)\(number == 1 ? "" : "s")" }
+        let acls = configuration.maps.filter { $0.kind == .acl }.count
+        return [count(configuration.maps.count - acls, "map"), acls > 0 ? count(acls, "ACL") : nil, count(configuration.topics.count, "topic")]
+            .compactMap { $0 }.joined(separator: ", ")
+    }
+
     public static func diff(_ configuration: BridgeConfiguration, logger: Logger) async throws -> [MapDifference] {
         let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: logger)
         try await store.openDirectory(readOnly: true)

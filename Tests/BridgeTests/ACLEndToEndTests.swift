@@ -115,6 +115,7 @@ struct ACLEndToEndTests {
                 let check = try mapbridge("check", bridge.configPath)
                 #expect(check.status == 0, "\(check.output)")
                 #expect(check.output.contains("ACL blocklist") && check.output.contains("ACL bots"), "\(check.output)")
+                #expect(check.output.contains("1 map, 2 ACLs, 2 topics"), "\(check.output)")
                 let exact = try mapbridge("diff", bridge.configPath)
                 #expect(exact.status == 0, "\(exact.output)")
                 #expect(exact.output.contains("blocklist: exact (2 entries)") && exact.output.contains("bots: exact (2 entries)"), "\(exact.output)")
