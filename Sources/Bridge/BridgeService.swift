@@ -138,7 +138,7 @@ struct PipelineService: Service {
         }
         backlog.close()
         await applier.disconnect()
-        logger.debug("the pipeline stopped: its last batch is stored and committed")
+        logger.debug("the pipeline stopped")
     }
 }
 

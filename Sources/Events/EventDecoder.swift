@@ -144,6 +144,10 @@ public struct EventDecoder: Sendable {
         var op: Operation? = nil
         var key: String? = nil
         var pattern: String? = nil
+        var keySeen = false
+        var patternSeen = false
+        var keyFailure: DecodeFailure? = nil
+        var patternFailure: DecodeFailure? = nil
         var value: String? = nil
         var valueSeen = false
         var unknownTarget: DecodeFailure? = nil
@@ -198,11 +202,30 @@ public struct EventDecoder: Sendable {
                             "bad_op", "'op' must be \"set\" or \"del\" (\"add\" or \"del\" for an ACL), not \(quoted(raw.text ?? "<invalid UTF-8>"))")
                     }
                 case .key, .pattern:
+                    // A map event's `pattern` and an ACL event's `key` are unknown fields, ignored:
+                    // what is wrong with one counts only for the kind of event that uses it.
                     let fieldName = field == .key ? "key" : "pattern"
-                    if (field == .key ? key : pattern) != nil { return DecodeFailure("duplicate_field", "field '\(fieldName)' appears twice") }
-                    guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'\(fieldName)' must be a string") }
-                    guard let text = raw.text else { return DecodeFailure("invalid_utf8", "'\(fieldName)' is not valid UTF-8") }
-                    if field == .key { key = text } else { pattern = text }
+                    var failure: DecodeFailure?
+                    var text: String?
+                    if (field == .key ? keySeen : patternSeen) {
+                        failure = DecodeFailure("duplicate_field", "field '\(fieldName)' appears twice")
+                    }
+                    if field == .key { keySeen = true } else { patternSeen = true }
+                    if reader.peek() == UInt8(ascii: "\"") {
+                        guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_json", "malformed string") }
+                        text = raw.text
+                        if text == nil { failure = failure ?? DecodeFailure("invalid_utf8", "'\(fieldName)' is not valid UTF-8") }
+                    } else {
+                        if let malformed = reader.skipValue() { return malformed }
+                        failure = failure ?? DecodeFailure("bad_field", "'\(fieldName)' must be a string")
+                    }
+                    if field == .key {
+                        key = text
+                        keyFailure = keyFailure ?? failure
+                    } else {
+                        pattern = text
+                        patternFailure = patternFailure ?? failure
+                    }
                 case .value:
                     if valueSeen { return DecodeFailure("duplicate_field", "field 'value' appears twice") }
                     valueSeen = true
@@ -228,11 +251,13 @@ public struct EventDecoder: Sendable {
         if targetField == .acl {
             // An ACL's pattern is present or not: `add` or `del`, and no value.
             guard op != .set else { return DecodeFailure("bad_op", "an ACL's 'op' is \"add\" or \"del\", not \"set\"") }
+            if let patternFailure { return patternFailure }
             guard let pattern else { return DecodeFailure("missing_field", "field 'pattern' is missing") }
             changes.append(DecodedChange(map: target!, key: pattern, value: op == .add ? "" : nil))
             return nil
         }
         guard op != .add else { return DecodeFailure("bad_op", "a map's 'op' is \"set\" or \"del\", not \"add\" (set adds a missing key)") }
+        if let keyFailure { return keyFailure }
         guard let key else { return DecodeFailure("missing_field", "field 'key' is missing") }
         if op == .set {
             guard valueSeen else { return DecodeFailure("missing_field", "field 'value' is missing (required for set)") }

@@ -27,6 +27,13 @@ struct ACLEventTests {
         #expect(decode(#"{"acl": "blocklist", "op": "add", "pattern": "203.0.113.0/24"}"#).changes == [add("203.0.113.0/24")])
         #expect(decode(#"{"op":"del","pattern":"203.0.113.0/24","acl":"allow"}"#).changes == [del("203.0.113.0/24", 2)])
         #expect(decode(#"{"acl":"blocklist","op":"add","pattern":"p","value":"ignored","key":"ignored too"}"#).changes == [add("p")])
+        // The other kind's field is an unknown field, ignored whatever it holds (it must be JSON).
+        #expect(decode(#"{"acl":"blocklist","op":"add","pattern":"p","key":{"any":[1]},"key":7}"#).changes == [add("p")])
+        #expect(
+            decode(#"{"map":"hosts","op":"set","key":"k","value":"v","pattern":null,"pattern":7}"#).changes == [
+                DecodedChange(map: 0, key: "k", value: "v")
+            ])
+        #expect(decode(#"{"map":"hosts","op":"set","key":"k","value":"v","pattern":[}"#).failure?.label == "bad_json")
         let mixed = decode(
             #"[{"map":"hosts","op":"set","key":"a","value":"be_a"},{"acl":"blocklist","op":"add","pattern":"10.0.0.1"},{"acl":"blocklist","op":"del","pattern":"10.0.0.1"}]"#
         )
