@@ -61,9 +61,17 @@ public final class BridgeService: Service, Sendable {
             deadLetters = DeadLetterQueue(topic: topic, producer: producer, logger: logger)
         }
         let metrics = BridgeMetrics()
-        let pipeline = PipelineService(
-            configuration: configuration, initial: stored.map(\.contents), backlog: backlog, intake: intake, consumer: consumer, status: status,
-            metrics: metrics, owners: owners, store: store, deadLetters: deadLetters, logger: logger)
+        let initial = stored.map(\.contents)
+        let pipeline = PipelineService { [configuration, status, logger, deadLetters] in
+            let applier = MapApplier(
+                maps: configuration.mapDefinitions, initial: initial, endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
+                options: configuration.applierOptions, logger: logger)
+            // Until partitions are assigned, this bridge owns nothing: it only connects and checks.
+            applier.setOwnership(exclusive: false, owned: [])
+            return Pipeline(
+                configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
+                metrics: metrics, owners: owners, store: store, deadLetters: deadLetters, logger: logger)
+        }
         logger.info(
             "mapbridge starting",
             metadata: [
@@ -99,32 +107,17 @@ public final class BridgeService: Service, Sendable {
 /// applies, stores and commits until a graceful shutdown closes the backlog; then it finishes (or
 /// abandons) the batch in flight, commits what HAProxy acknowledged, and returns.
 struct PipelineService: Service {
-    let configuration: BridgeConfiguration
-    let initial: [MapContents?]
-    let backlog: Backlog
-    let intake: MessageIntake
-    let consumer: KafkaConsumer
-    let status: BridgeStatus
-    let metrics: BridgeMetrics
-    let owners: OwnerTable
-    let store: StateStore
-    let deadLetters: DeadLetterQueue?
-    let logger: Logger
+    /// Makes the pipeline and its applier inside the service's task: they belong to that task
+    /// alone, and are never handed over from another.
+    let makePipeline: @Sendable () throws -> Pipeline
 
     func run() async throws {
-        // Made here, not handed over: the applier and the pipeline belong to this task alone.
-        let applier = MapApplier(
-            maps: configuration.mapDefinitions, initial: initial, endpoint: try RuntimeEndpoint(parsing: configuration.haproxy.socket),
-            options: configuration.applierOptions, logger: logger)
-        // Until partitions are assigned, this bridge owns nothing: it only connects and checks.
-        applier.setOwnership(exclusive: false, owned: [])
-        let pipeline = Pipeline(
-            configuration: configuration, applier: applier, backlog: backlog, intake: intake, consumer: consumer, status: status,
-            metrics: metrics, owners: owners, store: store, deadLetters: deadLetters, logger: logger)
+        let pipeline = try makePipeline()
+        let (configuration, logger, backlog) = (pipeline.configuration, pipeline.logger, pipeline.backlog)
         do {
             try await withGracefulShutdownHandler {
                 try await pipeline.run()
-            } onGracefulShutdown: { [logger, configuration, backlog] in
+            } onGracefulShutdown: {
                 let leaving = configuration.kafka.membership == .group ? " and leaving the group" : ""
                 logger.notice(
                     "shutting down: finishing the batch in flight, then storing the state, committing\(leaving) (a second signal exits at once)",
@@ -133,11 +126,11 @@ struct PipelineService: Service {
             }
         } catch {
             backlog.close()
-            await applier.disconnect()
+            await pipeline.applier.disconnect()
             throw error
         }
         backlog.close()
-        await applier.disconnect()
+        await pipeline.applier.disconnect()
         logger.debug("the pipeline stopped")
     }
 }

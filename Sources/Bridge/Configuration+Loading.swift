@@ -335,9 +335,7 @@ struct ConfigDecoder {
 
         // Maps and ACLs before topics: topics refer to them.
         for kind in [MapKind.map, .acl] {
-            let section = kind == .acl ? "acls" : "maps"
-            let noun = kind == .acl ? "ACL" : "map"
-            let writeFile = kind == .acl ? "write_acl_file" : "write_map_file"
+            let (section, noun, writeFile) = (kind.section, kind.noun, kind.writeFileSetting)
             switch top[section] {
             case .mapping(let entries, _)?:
                 for (name, value) in entries {

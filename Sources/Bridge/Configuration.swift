@@ -96,7 +96,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
         public var definition: MapDefinition { MapDefinition(name: name, path: path, match: match, valueType: valueType, kind: kind) }
 
         /// Where its settings are in the configuration (`maps.hosts`, `acls.blocklist`).
-        public var configurationPath: String { "\(kind == .acl ? "acls" : "maps").\(name)" }
+        public var configurationPath: String { "\(kind.section).\(name)" }
     }
 
     public struct Batching: Sendable, Equatable {
@@ -220,4 +220,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
         configuration.properties = KafkaSettings(kafka.properties)
         return configuration
     }
+}
+
+extension MapKind {
+    /// The configuration's section for this kind: `maps` or `acls`.
+    var section: String { self == .acl ? "acls" : "maps" }
+    /// The setting that writes the file HAProxy loads: `write_map_file` or `write_acl_file`.
+    var writeFileSetting: String { self == .acl ? "write_acl_file" : "write_map_file" }
 }

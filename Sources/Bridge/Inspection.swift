@@ -40,9 +40,7 @@ public enum Inspection {
             var loaded: [MapKind: Set<String>] = [:]
             do {
                 info = try HAProxyInfo(parsing: try await connection.execute(RuntimeCommand.showInfo()).text)
-                for kind in Set(configuration.maps.map(\.kind)) {
-                    loaded[kind] = Set(LoadedMap.parseListing(try await connection.execute(RuntimeCommand.listMaps(kind: kind)).text).map(\.path))
-                }
+                for kind in Set(configuration.maps.map(\.kind)) { loaded[kind] = try await connection.loadedPaths(of: kind) }
             } catch {
                 await connection.close()
                 throw error

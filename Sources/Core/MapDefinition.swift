@@ -25,6 +25,9 @@ public enum MapKind: String, Sendable, Equatable {
     case map
     /// Patterns only, matched by `acl ... -f <file>`.
     case acl
+
+    /// "map" or "ACL", for messages.
+    public var noun: String { self == .acl ? "ACL" : "map" }
 }
 
 /// A map or ACL file the bridge manages: its logical name (used in events), the identifier HAProxy
@@ -52,5 +55,5 @@ public struct MapDefinition: Sendable, Equatable {
     public var isOrderSensitive: Bool { kind == .map && match.isOrderSensitive }
 
     /// "map hosts" or "ACL blocklist", for messages.
-    public var described: String { "\(kind == .acl ? "ACL" : "map") \(name)" }
+    public var described: String { "\(kind.noun) \(name)" }
 }

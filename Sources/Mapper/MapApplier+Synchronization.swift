@@ -67,16 +67,14 @@ extension MapApplier {
             for kind in [MapKind.map, .acl] {
                 let wanted = maps.map(\.definition).filter { $0.kind == kind }
                 guard !wanted.isEmpty else { continue }
-                let loaded = LoadedMap.parseListing(try await fresh.execute(RuntimeCommand.listMaps(kind: kind)).text).map(\.path).filter { !$0.isEmpty }
-                let known = Set(loaded)
-                let absent = wanted.filter { !known.contains($0.path) }
+                let loaded = try await fresh.loadedPaths(of: kind)
+                let absent = wanted.filter { !loaded.contains($0.path) }
                 if !absent.isEmpty {
                     await fresh.close()
                     let names = absent.map { "\($0.name) (\($0.path))" }.joined(separator: ", ")
-                    let noun = kind == .acl ? "ACL files" : "maps"
                     throw MapperError(
                         .unknownMap,
-                        "HAProxy has not loaded \(kind == .acl ? "ACL file" : "map") \(names); \(noun) it has: \(loaded.isEmpty ? "none" : loaded.joined(separator: ", "))"
+                        "HAProxy has not loaded \(kind.noun) \(names); \(kind.noun)s it has: \(loaded.isEmpty ? "none" : loaded.sorted().joined(separator: ", "))"
                     )
                 }
             }

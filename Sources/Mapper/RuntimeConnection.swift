@@ -1,3 +1,4 @@
+import Core
 import Logging
 import NIOCore
 import NIOPosix
@@ -106,5 +107,13 @@ public final class RuntimeConnection: Sendable {
         if let failure = error as? RuntimeJobFailure { return failure.error }
         if let error = error as? MapperError { return error }
         return MapperError(.connectionClosed, "\(error)")
+    }
+}
+
+extension RuntimeConnection {
+    /// The maps (or ACL files) HAProxy has loaded, as it names them (`show map` / `show acl`
+    /// without an argument); ACLs written inline in its configuration, which have no file, are left out.
+    public func loadedPaths(of kind: MapKind) async throws -> Set<String> {
+        Set(LoadedMap.parseListing(try await execute(RuntimeCommand.listMaps(kind: kind)).text).map(\.path).filter { !$0.isEmpty })
     }
 }
