@@ -11,7 +11,8 @@ struct ShutdownOrderTests {
             try await withBridgeHarness(topics: [("changes", 1), ("changes.dlq", 1)]) { harness in
                 let directory = try TemporaryDirectory(prefix: "mapbridge-shutdown")
                 defer { directory.remove() }
-                // Debug logs: the test reads the order of the shutdown's steps from them.
+                // Debug logs: the test reads the order of the shutdown's steps from them. No HTTP
+                // endpoint: tests run side by side, and the default port would be shared.
                 let yaml = """
                     kafka: { brokers: "\(harness.cluster.bootstrapServers)", group_id: test-group }
                     haproxy: { socket: "\(haproxy.endpoint)" }
