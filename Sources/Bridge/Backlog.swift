@@ -57,6 +57,8 @@ final class Backlog: Sendable {
         var bytes = 0
         var controls = Deque<BacklogItem>()
         var closed = false
+        /// Set by ``poke()``: the pipeline has something to finish, so a wait ends as idle.
+        var poked = false
         var failure: (any Error)?
         var paused = false
         var peakEvents = 0
@@ -147,6 +149,13 @@ final class Backlog: Sendable {
         wakeUp.signal()
     }
 
+    /// Ends the pipeline's wait now, as idle when no batch is due: work beside it (a store) has
+    /// finished.
+    func poke() {
+        state.withLock { $0.poked = true }
+        wakeUp.signal()
+    }
+
     var isClosed: Bool { state.withLock { $0.closed } }
 
     /// True once when the consumer was paused and the backlog has drained below half its bound;
@@ -167,7 +176,7 @@ final class Backlog: Sendable {
     }
 
     /// The next batch (at most `maxEvents` events, closed as described above) or rebalance; `.idle`
-    /// at `idleDeadline` when nothing is due; nil once closed. Throws the failure given to ``fail(_:)``.
+    /// at `idleDeadline` or after a ``poke()`` when nothing is due; nil once closed. Throws the failure given to ``fail(_:)``.
     func next(maxEvents batchLimit: Int, maxWait: Duration, idleDeadline: ContinuousClock.Instant?) async throws -> BacklogItem? {
         enum Decision {
             case item(BacklogItem)
@@ -186,7 +195,10 @@ final class Backlog: Sendable {
                 if let due, state.events >= batchLimit || now >= due || state.paused {
                     return .item(.batch(Self.take(&state, limit: batchLimit)))
                 }
-                if let idleDeadline, now >= idleDeadline { return .item(.idle) }
+                if state.poked || (idleDeadline.map { now >= $0 } ?? false) {
+                    state.poked = false
+                    return .item(.idle)
+                }
                 switch (due, idleDeadline) {
                 case (let due?, let idle?): return .wait(min(due, idle))
                 case (let due?, nil): return .wait(due)

@@ -3,6 +3,29 @@ import Core
 import Kafka
 import Logging
 import Mapper
+import Synchronization
+
+/// A store of the state written beside the pipeline, and what it covers: the offsets it records,
+/// the maps it writes, and the tombstones it took from them.
+struct StoreInFlight {
+    let task: Task<(any Error)?, Never>
+    let done: DoneFlag
+    let offsets: [TopicPartition: Int64]
+    let maps: Set<Int>
+    let tombstones: [Int: [MapKey: MapContents.Owner]]
+    let started: ContinuousClock.Instant
+
+    /// Its task has ended: awaiting it returns at once.
+    var isFinished: Bool { done.isSet }
+}
+
+/// Set once, from any thread.
+final class DoneFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
 
 /// Storing the state and committing offsets: only what HAProxy acknowledged, only once stored.
 extension Pipeline {
@@ -23,47 +46,98 @@ extension Pipeline {
         }
     }
 
-    /// Stores the state of the changed maps durably, with the offsets it reflects; false when it
-    /// could not be stored (then nothing may be committed).
-    func persist() async -> Bool {
+    /// Starts storing the changed maps and the offsets they reflect beside the pipeline, which
+    /// goes on applying batches meanwhile; false when nothing changed since the last store. The
+    /// snapshot is taken now, between batches, so the files hold exactly the state those offsets
+    /// produced. One store at a time (see ``finishStore(committing:)``).
+    func startStore() -> Bool {
+        precondition(storeInFlight == nil, "one store at a time")
         fence()
         let offsets = tracker.committable
         // Offsets move without any map changing (dead letters, repeated values): they are stored
         // too, or a new owner would replay, and dead-letter again, what was already handled.
-        guard !dirtyMaps.isEmpty || offsets != lastStoredOffsets else { return true }
-        let started = clock.now
-        let snapshots = dirtyMaps.sorted().map { map in
-            let contents = applier.contents(of: map)
+        guard !dirtyMaps.isEmpty || offsets != lastStoredOffsets else { return false }
+        let maps = dirtyMaps
+        dirtyMaps.removeAll()
+        var tombstones: [Int: [MapKey: MapContents.Owner]] = [:]
+        let snapshots = maps.sorted().map { map in
             // Only list-matched maps need HAProxy's order on disk; sorting a million entries
             // for the others took most of the time storing them (W2 in the benchmark).
             let ordered = configuration.maps[map].definition.isOrderSensitive
-            return MapSnapshot(map: map, entries: contents.ownedEntries(ordered: ordered), tombstones: contents.tombstones)
+            let taken = applier.takeTombstones(of: map)
+            tombstones[map] = taken
+            return MapSnapshot(map: map, entries: applier.contents(of: map).ownedEntries(ordered: ordered), tombstones: taken)
         }
         let owned: Set<MapContents.Owner>? = isExclusive ? nil : Set(ownedPartitions.map(owners.id))
-        do {
-            try await store.store(snapshots, offsets: offsets, owned: owned)
-        } catch {
-            metrics.persistErrors.increment()
-            logger.error("cannot store the maps' state; nothing is committed until it can be", metadata: ["error": "\(error)"])
-            return false
+        let (store, backlog) = (self.store, self.backlog)
+        // The pipeline awaits every store it starts (finishStore) before it returns, so this task
+        // never outlives it; its end wakes the pipeline to commit what it covers.
+        let done = DoneFlag()
+        let task = Task<(any Error)?, Never> {
+            defer {
+                done.set()
+                backlog.poke()
+            }
+            do {
+                try await store.store(snapshots, offsets: offsets, owned: owned)
+                return nil
+            } catch {
+                return error
+            }
         }
-        applier.clearTombstones()
-        dirtyMaps.removeAll()
-        lastStoredOffsets = offsets
-        let took = clock.now - started
-        policy.stored(taking: took)
-        logger.debug("state stored", metadata: ["maps": "\(snapshots.count)", "persist.ms": "\(took.nanoseconds / 1_000_000)"])
-        metrics.persistDuration.recordNanoseconds(took.nanoseconds)
+        storeInFlight = StoreInFlight(task: task, done: done, offsets: offsets, maps: maps, tombstones: tombstones, started: clock.now)
         return true
     }
 
-    /// Stores the state, then commits every offset whose messages HAProxy has acknowledged.
+    /// Waits for the store in flight, if any. Stored: its offsets are committed (with
+    /// `committing`). Failed: its maps and tombstones wait for the next store, and nothing it
+    /// covers is committed. False when it failed.
+    @discardableResult
+    func finishStore(committing: Bool) async -> Bool {
+        guard let inFlight = storeInFlight else { return true }
+        storeInFlight = nil
+        if let error = await inFlight.task.value {
+            metrics.persistErrors.increment()
+            logger.error("cannot store the maps' state; nothing is committed until it can be", metadata: ["error": "\(error)"])
+            dirtyMaps.formUnion(inFlight.maps)
+            for (map, tombstones) in inFlight.tombstones { applier.restoreTombstones(tombstones, of: map) }
+            return false
+        }
+        lastStoredOffsets = inFlight.offsets
+        let took = clock.now - inFlight.started
+        policy.stored(taking: took)
+        logger.debug("state stored", metadata: ["maps": "\(inFlight.maps.count)", "persist.ms": "\(took.nanoseconds / 1_000_000)"])
+        metrics.persistDuration.recordNanoseconds(took.nanoseconds)
+        if committing {
+            // Only what the stored state covers: batches applied since are in the next store.
+            let offsets = tracker.uncommitted(upTo: inFlight.offsets)
+            if !offsets.isEmpty {
+                consumer.commit(offsets)
+                tracker.committed(offsets)
+            }
+        }
+        return true
+    }
+
+    /// Stores the state of the changed maps durably, with the offsets it reflects, waiting for it
+    /// (after the store in flight); false when it could not be stored (then nothing may be
+    /// committed). The caller commits.
+    func persist() async -> Bool {
+        guard await finishStore(committing: false) else { return false }
+        guard startStore() else { return true }
+        return await finishStore(committing: false)
+    }
+
+    /// On the store interval: commits what is stored, or starts a store when something changed
+    /// since; the store's end commits what it covers.
     func commit() async {
         lastCommit = .now
         collectCommitOutcomes()
+        guard storeInFlight == nil else { return }
+        guard !tracker.uncommitted.isEmpty || !dirtyMaps.isEmpty else { return }
+        if startStore() { return }
         let offsets = tracker.uncommitted
-        guard !offsets.isEmpty || !dirtyMaps.isEmpty else { return }
-        guard await persist(), !offsets.isEmpty else { return }
+        guard !offsets.isEmpty else { return }
         consumer.commit(offsets)
         tracker.committed(offsets)
     }

@@ -42,6 +42,8 @@ extension Pipeline {
     /// Partitions were given to this bridge: what it did not own before is reloaded from the state
     /// files (the previous owner stored it before committing), then HAProxy is brought in line.
     func assigned(_ partitions: [TopicPartition]) async throws -> Bool {
+        // The files are read below: this bridge's own store in flight lands first.
+        await finishStore(committing: true)
         let before = Set(ownedPartitions.map(owners.id))
         ownership.assign(partitions)
         if let counts = try? await consumer.partitionCounts(configuration.topics.map(\.name)) {

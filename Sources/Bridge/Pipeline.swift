@@ -34,8 +34,10 @@ final class Pipeline {
     var ownership: PartitionOwnership
     /// When batches close, how often the state is stored.
     var policy: BatchPolicy
-    /// Maps changed since their state was last stored.
+    /// Maps changed since their state was last stored (or since the store in flight began).
     var dirtyMaps: Set<Int> = []
+    /// The store of the state being written beside the pipeline, if any.
+    var storeInFlight: StoreInFlight?
     /// When owned keys were last compared with HAProxy while sharing the maps.
     var lastAudit = ContinuousClock.now
     var lastCommit = ContinuousClock.now
@@ -65,7 +67,7 @@ final class Pipeline {
             backlogMaxEvents: backlog.maxEvents, commitInterval: .milliseconds(configuration.commitIntervalMilliseconds))
     }
 
-    /// The offsets the state directory last recorded (see ``persist()``).
+    /// The offsets the state directory last recorded (see ``startStore()``).
     var lastStoredOffsets: [TopicPartition: Int64] = [:]
     var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
     var ownedPartitions: Set<TopicPartition> { ownership.owned }
@@ -83,6 +85,16 @@ final class Pipeline {
     /// Synchronises with HAProxy, starts consuming, and runs until the backlog is closed (graceful
     /// shutdown) or fails (a fatal consumer error, thrown).
     func run() async throws {
+        do {
+            try await loop()
+        } catch {
+            // A store in flight is never left behind: it finishes (and commits nothing) first.
+            await finishStore(committing: false)
+            throw error
+        }
+    }
+
+    private func loop() async throws {
         guard try await synchronizeUntilDone(reason: "start-up") != nil else { return }
         status.update { $0.firstSyncDone = true }
         try consumer.start()
@@ -108,6 +120,7 @@ final class Pipeline {
             resumeIfDrained()
             try collectDeadLetters()
             if let pendingFailure { throw pendingFailure }
+            if let storeInFlight, storeInFlight.isFinished { await finishStore(committing: true) }
             let now = ContinuousClock.now
             if now >= lastCommit + policy.storeInterval { await commit() }
             if now >= lastCheck + checkInterval {

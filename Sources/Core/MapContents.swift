@@ -5,7 +5,7 @@
 /// Order follows HAProxy's own rules, so the bridge's view and HAProxy's stay identical: a new key
 /// is appended, `set` keeps a key where it is, and a key deleted and set again moves to the end.
 /// Order matters only for list-matched maps (``MatchType/isOrderSensitive``); it is kept for all.
-/// Keys removed by an owner are remembered as tombstones until ``clearTombstones()``, so a merge
+/// Keys removed by an owner are remembered as tombstones until ``takeTombstones()``, so a merge
 /// with another bridge's view, or a repair of a reloaded map, knows to remove them too.
 /// Every operation is O(1); the order is materialised (a sort) only when asked for.
 public struct MapContents: Sendable {
@@ -33,7 +33,7 @@ public struct MapContents: Sendable {
     }
 
     private(set) var slots: [MapKey: Slot]
-    /// Keys removed since the last ``clearTombstones()``, with the owner that removed them.
+    /// Keys removed since the last ``takeTombstones()``, with the owner that removed them.
     public private(set) var tombstones: [MapKey: Owner] = [:]
     private var nextSequence: UInt64 = 0
 
@@ -107,9 +107,18 @@ public struct MapContents: Sendable {
         return slots.removeValue(forKey: key)?.value
     }
 
-    /// Forgets the tombstones (once the state they belong to is stored).
-    public mutating func clearTombstones() {
-        tombstones.removeAll(keepingCapacity: true)
+    /// Hands over the tombstones to a store of the state, forgetting them here.
+    public mutating func takeTombstones() -> [MapKey: Owner] {
+        defer { tombstones = [:] }
+        return tombstones
+    }
+
+    /// Takes back tombstones whose store failed, for the next one; a key set or removed since
+    /// keeps what it has now (that is newer).
+    public mutating func restoreTombstones(_ removed: [MapKey: Owner]) {
+        for (key, owner) in removed where slots[key] == nil && tombstones[key] == nil {
+            tombstones[key] = owner
+        }
     }
 
     private mutating func append(_ key: MapKey, _ value: String, _ owner: Owner) {

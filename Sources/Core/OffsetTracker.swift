@@ -84,6 +84,19 @@ public struct OffsetTracker: Sendable {
         return result
     }
 
+    /// What ``uncommitted`` holds, each partition's at most up to its offset in `limits` (the
+    /// offsets a stored state covers); partitions `limits` does not name are left out.
+    public func uncommitted(upTo limits: [TopicPartition: Int64]) -> [TopicPartition: Int64] {
+        var result: [TopicPartition: Int64] = [:]
+        for (partition, limit) in limits {
+            guard let state = partitions[partition], let committable = state.committable else { continue }
+            let offset = min(committable, limit)
+            if let committed = state.committed, committed >= offset { continue }
+            result[partition] = offset
+        }
+        return result
+    }
+
     /// The next offset to consume after the finished prefix, per partition.
     public var committable: [TopicPartition: Int64] {
         partitions.compactMapValues(\.committable)

@@ -87,9 +87,14 @@ public final class MapApplier {
 
     public func contents(of map: Int) -> MapContents { maps[map].desired.contents }
 
-    /// Forgets the maps' tombstones (once the state holding them is stored).
-    public func clearTombstones() {
-        for index in maps.indices { maps[index].desired.contents.clearTombstones() }
+    /// Hands a map's tombstones over to a store of the state (see ``MapContents/takeTombstones()``).
+    public func takeTombstones(of map: Int) -> [MapKey: MapContents.Owner] {
+        maps[map].desired.contents.takeTombstones()
+    }
+
+    /// Takes back tombstones whose store failed (see ``MapContents/restoreTombstones(_:)``).
+    public func restoreTombstones(_ removed: [MapKey: MapContents.Owner], of map: Int) {
+        maps[map].desired.contents.restoreTombstones(removed)
     }
 
     /// Switches between being HAProxy's only writer and sharing the maps with other bridges

@@ -24,6 +24,24 @@ struct MapContentsTests {
         #expect(contents.count == 3)
     }
 
+    @Test("tombstones go to a store; a failed store gives back those no later change made obsolete")
+    func tombstonesHandedToAStore() {
+        var contents = MapContents()
+        for key in ["a", "b", "c"] { contents.set(MapKey(key), "1", owner: 0) }
+        _ = contents.remove(MapKey("a"), owner: 0)
+        _ = contents.remove(MapKey("b"), owner: 0)
+        _ = contents.remove(MapKey("c"), owner: 0)
+        let taken = contents.takeTombstones()
+        #expect(taken == [MapKey("a"): 0, MapKey("b"): 0, MapKey("c"): 0])
+        #expect(contents.tombstones.isEmpty)
+        // While the store was written: a set again, and c removed again by another owner.
+        contents.set(MapKey("a"), "2", owner: 1)
+        _ = contents.remove(MapKey("c"), owner: 1)
+        contents.restoreTombstones(taken)
+        #expect(contents.tombstones == [MapKey("b"): 0, MapKey("c"): 1])
+        #expect(contents[MapKey("a")] == "2")
+    }
+
     @Test("the first of duplicate live entries wins, as in HAProxy lookups")
     func firstWins() {
         let live: [(key: String, value: String)] = [("k", "first"), ("x", "1"), ("k", "second")]

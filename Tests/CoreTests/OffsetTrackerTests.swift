@@ -26,6 +26,23 @@ struct OffsetTrackerTests {
         #expect(tracker.committable == [p0: 30])
     }
 
+    @Test("what a stored state covers is committed, and no further: later work waits for the next store")
+    func uncommittedUpToStored() {
+        var tracker = OffsetTracker()
+        tracker.finish(tracker.register(p0, through: 9))
+        tracker.finish(tracker.register(p1, through: 4))
+        let stored = tracker.committable
+        // Applied while the store was being written.
+        tracker.finish(tracker.register(p0, through: 19))
+        #expect(tracker.uncommitted(upTo: stored) == [p0: 10, p1: 5])
+        tracker.committed([p0: 10, p1: 5])
+        #expect(tracker.uncommitted(upTo: stored).isEmpty, "already committed")
+        #expect(tracker.uncommitted == [p0: 20], "the rest waits for the next store")
+        #expect(tracker.uncommitted(upTo: [p0: 20, TopicPartition("t", 9): 3]) == [p0: 20], "an untracked partition is left out")
+        _ = tracker.revoke([p0])
+        #expect(tracker.uncommitted(upTo: [p0: 20]).isEmpty, "a revoked partition is left out")
+    }
+
     @Test("partitions are independent, and extra parts delay a unit")
     func partitions() {
         var tracker = OffsetTracker()

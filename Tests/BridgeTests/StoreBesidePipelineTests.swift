@@ -1,0 +1,146 @@
+import Foundation
+import Synchronization
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The state is stored beside the pipeline: a slow store (a busy disk, or here a lock someone
+/// else holds on the state directory) does not hold back the changes that follow, and nothing it
+/// does not cover is committed.
+@Suite("Store beside the pipeline", .serialized)
+struct StoreBesidePipelineTests {
+    @Test("changes keep reaching HAProxy while a store waits; their offsets are committed only once it is stored")
+    func changesFlowWhileStoring() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 1)]) { harness in
+                let directory = try TemporaryDirectory(prefix: "mapbridge-store-beside")
+                defer { directory.remove() }
+                let state = directory.file("state")
+                // No HTTP endpoint: tests run side by side, and the default port would be shared.
+                let yaml = """
+                    kafka: { brokers: "\(harness.cluster.bootstrapServers)", group_id: test-group }
+                    haproxy: { socket: "\(haproxy.endpoint)" }
+                    topics: [{ name: changes }]
+                    maps: { hosts: { path: \(haproxy.mapPath("hosts")) } }
+                    state: { directory: \(state) }
+                    http: { listen: "off" }
+                    """
+                let bridge = try BridgeProcess(yaml: yaml, directory: directory)
+                try bridge.start()
+                defer { if bridge.isRunning { bridge.kill9() } }
+                let live = { () -> [String: String] in
+                    Dictionary((try? haproxy.oracle.entries(of: haproxy.mapPath("hosts")))?.map { ($0.key, $0.value) } ?? [], uniquingKeysWith: { a, _ in a })
+                }
+                func change(_ key: String, _ value: String) throws {
+                    try harness.produce(topic: "changes", key: key, value: #"{"map":"hosts","op":"set","key":"\#(key)","value":"\#(value)"}"#)
+                    try harness.flush()
+                }
+                try change("a", "1")
+                try await waitUntil("the first change applied and committed", timeout: 60) { live()["a"] == "1" && harness.committedEverything() }
+                let committedBefore = try harness.committedOffsets()
+
+                // Someone else holds the state directory's lock: the next store waits for it.
+                let lock = try FileLock(path: "\(state)/test-group/.lock")
+                try change("b", "2")
+                try await waitUntil("a store waiting for the lock", timeout: 60) { lock.hasWaiter() }
+                // While that store waits, later changes still reach HAProxy.
+                try change("c", "3")
+                try await waitUntil("a change applied while the store waits", timeout: 30) { live()["c"] == "3" }
+                #expect(lock.hasWaiter(), "the store still waits")
+                #expect(try harness.committedOffsets() == committedBefore, "nothing is committed before it is stored")
+
+                lock.release()
+                try await waitUntil("everything committed once stored", timeout: 60) { harness.committedEverything() }
+                #expect(try await bridge.terminate() == 0)
+                let stored = try String(contentsOfFile: "\(state)/test-group/hosts.state", encoding: .utf8)
+                for line in ["\ta\t1", "\tb\t2", "\tc\t3"] {
+                    #expect(stored.contains(line), "\(line) in \(stored)")
+                }
+            }
+        }
+    }
+    @Test("a store that fails leaves its maps for the next one, and commits nothing it covers")
+    func failedStoreIsRetried() async throws {
+        try await withHAProxy([TestMap("hosts")]) { haproxy in
+            try await withBridgeHarness(topics: [("changes", 1)]) { harness in
+                let directory = try TemporaryDirectory(prefix: "mapbridge-store-retry")
+                defer { directory.remove() }
+                let state = directory.file("state")
+                // No HTTP endpoint: tests run side by side, and the default port would be shared.
+                let yaml = """
+                    kafka: { brokers: "\(harness.cluster.bootstrapServers)", group_id: test-group }
+                    haproxy: { socket: "\(haproxy.endpoint)" }
+                    topics: [{ name: changes }]
+                    maps: { hosts: { path: \(haproxy.mapPath("hosts")) } }
+                    state: { directory: \(state) }
+                    http: { listen: "off" }
+                    """
+                let bridge = try BridgeProcess(yaml: yaml, directory: directory)
+                try bridge.start()
+                defer { if bridge.isRunning { bridge.kill9() } }
+                let live = { () -> [String: String] in
+                    Dictionary((try? haproxy.oracle.entries(of: haproxy.mapPath("hosts")))?.map { ($0.key, $0.value) } ?? [], uniquingKeysWith: { a, _ in a })
+                }
+                func change(_ key: String, _ value: String) throws {
+                    try harness.produce(topic: "changes", key: key, value: #"{"map":"hosts","op":"set","key":"\#(key)","value":"\#(value)"}"#)
+                    try harness.flush()
+                }
+                try change("a", "1")
+                try await waitUntil("the first change applied and committed", timeout: 60) { live()["a"] == "1" && harness.committedEverything() }
+                let committedBefore = try harness.committedOffsets()
+
+                // The state file cannot be replaced while a directory stands in its place.
+                let statePath = "\(state)/test-group/hosts.state"
+                try FileManager.default.removeItem(atPath: statePath)
+                try FileManager.default.createDirectory(atPath: "\(statePath)/blocker", withIntermediateDirectories: true)
+                try change("b", "2")
+                try await waitUntil("the change applied", timeout: 30) { live()["b"] == "2" }
+                try await waitUntil("a store refused", timeout: 60) { bridge.log().contains("cannot store the maps' state") }
+                #expect(try harness.committedOffsets() == committedBefore, "nothing is committed that is not stored")
+
+                // Once the file can be written again, the next store writes the map it could not.
+                try FileManager.default.removeItem(atPath: statePath)
+                try await waitUntil("everything committed once stored", timeout: 60) { harness.committedEverything() }
+                let stored = try String(contentsOfFile: statePath, encoding: .utf8)
+                for line in ["\ta\t1", "\tb\t2"] {
+                    #expect(stored.contains(line), "\(line) in \(stored)")
+                }
+                #expect(try await bridge.terminate() == 0)
+            }
+        }
+    }
+}
+
+/// An exclusive `flock` on a file, held until released, as another process would hold it.
+final class FileLock: Sendable {
+    private let inode: UInt
+    private let descriptor: Mutex<Int32?>
+
+    init(path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        var info = stat()
+        guard fd >= 0, flock(fd, LOCK_EX) == 0, fstat(fd, &info) == 0 else { throw POSIXError(.EIO) }
+        inode = UInt(info.st_ino)
+        descriptor = Mutex(fd)
+    }
+
+    deinit { release() }
+
+    /// Whether a process waits for this lock (a blocked entry, `->`, in /proc/locks on its inode).
+    func hasWaiter() -> Bool {
+        guard let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return false }
+        return locks.split(separator: "\n").contains { $0.contains("->") && $0.contains("FLOCK") && $0.contains(":\(inode) ") }
+    }
+
+    func release() {
+        descriptor.withLock { fd in
+            guard let open = fd else { return }
+            flock(open, LOCK_UN)
+            close(open)
+            fd = nil
+        }
+    }
+}
