@@ -258,6 +258,9 @@ final class StateStore: Sendable {
         }
     }
 
+    /// How many bytes of a map's files are built before they are written out.
+    static let writeBuffer = 1 << 20
+
     /// Stores the snapshots durably. `owned` is nil when this bridge is the maps' only writer
     /// (its view replaces the files); otherwise the sources it writes, merged with the files.
     /// `offsets` are the committable offsets the snapshots reflect.
@@ -274,7 +277,17 @@ final class StateStore: Sendable {
                     ]
                 }
                 let title = "\(map.definition.described) (\(map.path))"
+                // Streamed: the files are written a megabyte at a time as they are built, so a map
+                // of millions of entries is never held in memory as bytes too.
+                let stateFile = try StateFiles.AtomicFile(path: statePath(snapshot.map))
+                let mapFile = map.writeMapFile ? try StateFiles.AtomicFile(path: map.path) : nil
                 var files: StateFiles.Builder
+                func drainIfFull() throws {
+                    guard files.isFull else { return }
+                    let (state, mapBytes) = files.takeBuffered()
+                    try stateFile.write(state)
+                    if let mapBytes { try mapFile?.write(mapBytes) }
+                }
                 if let owned {
                     // Shared: keep what the file holds for others, replace what this bridge owns.
                     var stored = StoredMap()
@@ -296,27 +309,38 @@ final class StateStore: Sendable {
                     }
                     for (name, offset) in offsetNames where ownedNames.contains(name) { stored.offsets[name] = offset }
                     files = StateFiles.Builder(
-                        title: title, offsets: stored.offsets, mapHeader: mapHeader(stored.offsets), capacity: stored.entries.count, kind: map.kind)
-                    for entry in stored.entries { files.append(owner: entry.owner, key: entry.key, value: entry.value) }
-                    for tombstone in stored.tombstones { files.appendTombstone(owner: tombstone.owner, key: tombstone.key) }
+                        title: title, offsets: stored.offsets, mapHeader: mapHeader(stored.offsets), capacity: stored.entries.count, kind: map.kind,
+                        bufferLimit: Self.writeBuffer)
+                    for entry in stored.entries {
+                        files.append(owner: entry.owner, key: entry.key, value: entry.value)
+                        try drainIfFull()
+                    }
+                    for tombstone in stored.tombstones {
+                        files.appendTombstone(owner: tombstone.owner, key: tombstone.key)
+                        try drainIfFull()
+                    }
                 } else {
                     // The only writer: this bridge's view is the file, written straight from it.
                     files = StateFiles.Builder(
-                        title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count, kind: map.kind)
+                        title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count, kind: map.kind,
+                        bufferLimit: Self.writeBuffer)
                     // One name per owner (a partition), not one lock and one interpolation per entry.
                     var names: [MapContents.Owner: String] = [:]
                     for entry in snapshot.entries {
                         let name = names[entry.owner] ?? owners.name(entry.owner)
                         names[entry.owner] = name
                         files.append(owner: name, key: entry.key.string, value: entry.value)
+                        try drainIfFull()
                     }
                 }
                 let (stateBytes, mapBytes) = files.finish()
+                try stateFile.write(stateBytes)
+                if let mapBytes { try mapFile?.write(mapBytes) }
                 // Memory and file agree only when this bridge's view replaced the file whole.
                 remember(nil, of: snapshot.map)
-                try StateFiles.writeAtomically(path: statePath(snapshot.map), bytes: stateBytes)
+                try stateFile.commit()
                 if owned == nil { remember(StateFiles.seal(of: stateBytes), of: snapshot.map) }
-                if let mapBytes { try StateFiles.writeAtomically(path: map.path, bytes: mapBytes) }
+                try mapFile?.commit()
             }
             // Last: the offsets the files now reflect, for the partitions this bridge writes (every
             // one it tracks, when it is the only writer); the others' stay as they were.

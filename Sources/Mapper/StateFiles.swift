@@ -129,8 +129,13 @@ public enum StateFiles {
     /// body is and what it hashes to, so that a file cut short or changed is told from a whole one.
     public static func sealed(_ body: [UInt8]) -> [UInt8] {
         var out = body
-        out += Array("# end \(body.count) \(hexHash(body))\n".utf8)
+        out += sealLine(length: body.count, hash: fnv1a(body))
         return out
+    }
+
+    /// The last line of a sealed file whose body has this length and hash.
+    static func sealLine(length: Int, hash: UInt64) -> [UInt8] {
+        Array("# end \(length) \(String(hash, radix: 16))\n".utf8)
     }
 
     /// Appends the string's UTF-8 bytes at once (`+= string.utf8` goes byte by byte, retaining the
@@ -199,12 +204,19 @@ public enum StateFiles {
 
     /// 64-bit FNV-1a of the bytes, in hexadecimal.
     static func hexHash(_ bytes: [UInt8]) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        String(fnv1a(bytes), radix: 16)
+    }
+
+    static let fnvOffsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    /// 64-bit FNV-1a, continued from `hash` (a file hashed piece by piece).
+    static func fnv1a(_ bytes: [UInt8], continuing hash: UInt64 = fnvOffsetBasis) -> UInt64 {
+        var hash = hash
         for byte in bytes {
             hash ^= UInt64(byte)
             hash &*= 0x100_0000_01b3
         }
-        return String(hash, radix: 16)
+        return hash
     }
 
     /// The bytes of a state file.
@@ -247,18 +259,50 @@ public enum StateFiles {
     /// A map's state file and, when asked for, its HAProxy map file, built together in one pass
     /// over the entries (each pass over a million heap-allocated strings costs a tenth of a second
     /// or more). Entries first, then tombstones (which only the state file holds).
+    ///
+    /// Built whole in memory, or streamed: ``takeBuffered()`` hands over what was built so far
+    /// (to write it out) whenever ``isFull``, keeping the state file's running length and hash
+    /// for its seal, so a map of millions of entries never lies in memory as bytes.
     public struct Builder {
         var state: [UInt8] = []
         var map: [UInt8]?
         /// The map file is an ACL file: patterns only, no values.
         let patternsOnly: Bool
+        /// When streaming, how many bytes are buffered before ``isFull``.
+        let bufferLimit: Int
+        /// The state file's bytes already taken, and their hash.
+        private var takenLength = 0
+        private var takenHash = StateFiles.fnvOffsetBasis
 
-        public init(title: String, offsets: [String: Int64], mapHeader: [String]?, capacity: Int, kind: MapKind = .map) {
+        /// - Parameter bufferLimit: stream, taking what is built every this many bytes (nil:
+        ///   build the files whole).
+        public init(title: String, offsets: [String: Int64], mapHeader: [String]?, capacity: Int, kind: MapKind = .map, bufferLimit: Int? = nil) {
             patternsOnly = kind == .acl
-            state.reserveCapacity(capacity * 48 + 256)
+            self.bufferLimit = bufferLimit ?? .max
+            let expected = capacity * 48 + 256
+            state.reserveCapacity(bufferLimit.map { min(expected, $0 + 4096) } ?? expected)
             state += Array("# mapbridge state v2: \(title)\n".utf8)
             state += Array("# offsets \(describeOffsets(offsets))\n".utf8)
-            map = mapHeader.map { StateFiles.mapFileHeader($0, capacity: capacity) }
+            map = mapHeader.map { StateFiles.mapFileHeader($0, capacity: bufferLimit.map { min(capacity, $0 / 40) } ?? capacity) }
+        }
+
+        /// Enough is buffered to be taken (only when streaming).
+        public var isFull: Bool { state.count + (map?.count ?? 0) >= bufferLimit }
+
+        /// What was built since the last take: the state file's and the map file's next bytes.
+        public mutating func takeBuffered() -> (state: [UInt8], map: [UInt8]?) {
+            takenHash = StateFiles.fnv1a(state, continuing: takenHash)
+            takenLength += state.count
+            let capacity = state.capacity
+            defer {
+                state = []
+                state.reserveCapacity(capacity)
+                if map != nil {
+                    map = []
+                    map!.reserveCapacity(capacity)
+                }
+            }
+            return (state, map)
         }
 
         public mutating func append(owner: String, key: String, value: String) {
@@ -278,9 +322,12 @@ public enum StateFiles {
             state.append(0x0A)
         }
 
-        /// The sealed state file, and the map file.
+        /// The rest of the sealed state file, and of the map file (the whole files when nothing
+        /// was taken).
         public consuming func finish() -> (state: [UInt8], map: [UInt8]?) {
-            (StateFiles.sealed(state), map)
+            let hash = StateFiles.fnv1a(state, continuing: takenHash)
+            state += StateFiles.sealLine(length: takenLength + state.count, hash: hash)
+            return (state, map)
         }
     }
 
@@ -313,52 +360,94 @@ public enum StateFiles {
     /// file's mode and, where the process may set them, its owner and group (HAProxy may run as
     /// another user and must still read it); a new file gets the process's umask, as `open` gives.
     public static func writeAtomically(path: String, bytes: [UInt8]) throws(MapperError) {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
-        var existing = stat()
-        let replacing = lstat(path, &existing) == 0 && (existing.st_mode & S_IFMT) == S_IFREG
-        var fd: Int32 = -1
-        var temporary = ""
-        for _ in 0..<16 {
-            temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).\(UInt64.random(in: 0...UInt64.max).hexPadded).mapbridge-tmp"
-            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, replacing ? 0o600 : 0o666)
-            if fd >= 0 || errno != EEXIST { break }
+        let file = try AtomicFile(path: path)
+        try file.write(bytes)
+        try file.commit()
+    }
+
+    /// A file that replaces `path` atomically and durably once committed, written in pieces (see
+    /// ``writeAtomically(path:bytes:)``). Until ``commit()`` nothing at `path` changes; a file
+    /// dropped or failed uncommitted leaves no temporary behind.
+    public final class AtomicFile {
+        public let path: String
+        let directory: String
+        let temporary: String
+        private var fd: Int32
+        private let existing: stat?
+
+        public init(path: String) throws(MapperError) {
+            self.path = path
+            directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+            let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+            var info = stat()
+            existing = lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? info : nil
+            var fd: Int32 = -1
+            var temporary = ""
+            for _ in 0..<16 {
+                temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).\(UInt64.random(in: 0...UInt64.max).hexPadded).mapbridge-tmp"
+                fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, existing != nil ? 0o600 : 0o666)
+                if fd >= 0 || errno != EEXIST { break }
+            }
+            guard fd >= 0 else { throw failure("cannot create a temporary file beside \(path)") }
+            self.fd = fd
+            self.temporary = temporary
         }
-        guard fd >= 0 else { throw failure("cannot create a temporary file beside \(path)") }
-        func abandon(_ what: String) -> MapperError {
-            let error = failure(what)
+
+        deinit { abandon() }
+
+        /// Appends bytes to the temporary file.
+        public func write(_ bytes: [UInt8]) throws(MapperError) {
+            precondition(fd >= 0, "written after commit")
+            var written = 0
+            while written < bytes.count {
+                let n = bytes[written...].withUnsafeBytes { writeDescriptor(fd, $0.baseAddress, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw abandoning("cannot write \(temporary)")
+                }
+                written += n
+            }
+        }
+
+        /// Gives the temporary file the replaced file's owner and mode, syncs it, renames it over
+        /// `path` and syncs the folder.
+        public func commit() throws(MapperError) {
+            precondition(fd >= 0, "committed twice")
+            if let existing {
+                // Owner first: changing it may clear set-id bits, which the mode then restores. Not
+                // being allowed to give the file away (not root) keeps this process as its owner.
+                if existing.st_uid != geteuid() || existing.st_gid != getegid() {
+                    if fchown(fd, existing.st_uid, existing.st_gid) != 0 && errno != EPERM { throw abandoning("cannot set the owner of \(temporary)") }
+                }
+                if fchmod(fd, existing.st_mode & 0o7777) != 0 { throw abandoning("cannot set the mode of \(temporary)") }
+            }
+            if fsync(fd) != 0 { throw abandoning("cannot sync \(temporary)") }
             close(fd)
-            unlink(temporary)
+            fd = -1
+            guard rename(temporary, path) == 0 else {
+                let error = failure("cannot rename \(temporary) to \(path)")
+                unlink(temporary)
+                throw error
+            }
+            let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard directoryFD >= 0 else { throw failure("cannot open \(directory) to sync it") }
+            defer { close(directoryFD) }
+            guard fsync(directoryFD) == 0 else { throw failure("cannot sync \(directory)") }
+        }
+
+        private func abandoning(_ what: String) -> MapperError {
+            let error = failure(what)
+            abandon()
             return error
         }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw abandon("cannot write \(temporary)")
-            }
-            written += n
-        }
-        if replacing {
-            // Owner first: changing it may clear set-id bits, which the mode then restores. Not
-            // being allowed to give the file away (not root) keeps this process as its owner.
-            if existing.st_uid != geteuid() || existing.st_gid != getegid() {
-                if fchown(fd, existing.st_uid, existing.st_gid) != 0 && errno != EPERM { throw abandon("cannot set the owner of \(temporary)") }
-            }
-            if fchmod(fd, existing.st_mode & 0o7777) != 0 { throw abandon("cannot set the mode of \(temporary)") }
-        }
-        if fsync(fd) != 0 { throw abandon("cannot sync \(temporary)") }
-        close(fd)
-        guard rename(temporary, path) == 0 else {
-            let error = failure("cannot rename \(temporary) to \(path)")
+
+        /// Removes the temporary file, unless committed.
+        private func abandon() {
+            guard fd >= 0 else { return }
+            close(fd)
+            fd = -1
             unlink(temporary)
-            throw error
         }
-        let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directoryFD >= 0 else { throw failure("cannot open \(directory) to sync it") }
-        defer { close(directoryFD) }
-        guard fsync(directoryFD) == 0 else { throw failure("cannot sync \(directory)") }
     }
 
     /// Checks that files can be written atomically next to `path` (its folder is writable).
@@ -424,4 +513,9 @@ extension UInt64 {
         let digits = String(self, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
+}
+
+/// `write(2)`, by a name a type's own `write` does not hide.
+private func writeDescriptor(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int) -> Int {
+    write(fd, bytes, count)
 }

@@ -30,6 +30,65 @@ struct StateFilesTests {
         #expect(try StateFiles.readState(path: directory.file("absent.state")) == nil)
     }
 
+    @Test("files streamed a piece at a time are byte for byte the files built whole, seal included", arguments: [1, 64, 1000, 1 << 20])
+    func streamedFiles(bufferLimit: Int) throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let entries: [(owner: String, key: String, value: String)] =
+            (0..<500).map { (owner: $0 % 3 == 0 ? "-" : "changes:\($0 % 4)", key: "k\($0).example.com", value: "be_\($0)") }
+            + Self.awkward.map { (owner: "-", key: $0.key, value: $0.value) }
+        func build(_ limit: Int?, into state: StateFiles.AtomicFile?, _ map: StateFiles.AtomicFile?) throws -> (state: [UInt8], map: [UInt8]) {
+            var files = StateFiles.Builder(
+                title: "map hosts", offsets: ["changes:0": 9], mapHeader: ["managed"], capacity: entries.count, bufferLimit: limit)
+            var whole: (state: [UInt8], map: [UInt8]) = ([], [])
+            func take(_ part: (state: [UInt8], map: [UInt8]?)) throws {
+                whole.state += part.state
+                whole.map += part.map ?? []
+                try state?.write(part.state)
+                try map?.write(part.map ?? [])
+            }
+            for entry in entries {
+                files.append(owner: entry.owner, key: entry.key, value: entry.value)
+                if files.isFull { try take(files.takeBuffered()) }
+            }
+            files.appendTombstone(owner: "changes:1", key: "gone")
+            try take(files.finish())
+            return whole
+        }
+        let expected = try build(nil, into: nil, nil)
+        let statePath = directory.file("hosts.state")
+        let mapPath = directory.file("hosts.map")
+        let stateFile = try StateFiles.AtomicFile(path: statePath)
+        let mapFile = try StateFiles.AtomicFile(path: mapPath)
+        let streamed = try build(bufferLimit, into: stateFile, mapFile)
+        // Compared as one verdict each: a failure would otherwise print every byte.
+        let sameState = streamed.state == expected.state
+        let sameMap = streamed.map == expected.map
+        #expect(sameState, "the state file differs (\(streamed.state.count) bytes against \(expected.state.count))")
+        #expect(sameMap, "the map file differs (\(streamed.map.count) bytes against \(expected.map.count))")
+        #expect(!FileManager.default.fileExists(atPath: statePath), "nothing replaced before the commit")
+        try stateFile.commit()
+        try mapFile.commit()
+        #expect(try StateFiles.readState(path: statePath)?.entries.count == entries.count)
+        #expect(try StateFiles.readMapFile(path: mapPath)?.count == entries.count)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["hosts.map", "hosts.state"])
+    }
+
+    @Test("a file abandoned before its commit leaves the old file and no temporary behind")
+    func abandonedFile() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = directory.file("hosts.map")
+        try StateFiles.writeAtomically(path: path, bytes: Array("a 1\n".utf8))
+        do {
+            let file = try StateFiles.AtomicFile(path: path)
+            try file.write(Array("b 2\n".utf8))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).count == 2, "the temporary beside it")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["hosts.map"])
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "a 1\n")
+    }
+
     @Test("a state or offsets file that is not whole (empty, cut short, changed) is an error, never a smaller map")
     func damagedFiles() throws {
         let directory = try TemporaryDirectory()
