@@ -145,7 +145,12 @@ public struct MapContents: Sendable {
 
     /// Every entry, in HAProxy's order when `ordered` (a sort), otherwise in no particular order.
     public func entries(ordered: Bool = true) -> [(key: MapKey, value: String)] {
-        ownedEntries(ordered: ordered).map { ($0.key, $0.value) }
+        // Built directly, not from ``ownedEntries(ordered:)``: a rebuild of millions of entries
+        // would hold both arrays at once.
+        if !ordered { return slots.map { ($0.key, $0.value.value) } }
+        var all = slots.map { (sequence: $0.value.sequence, key: $0.key, value: $0.value.value) }
+        all.sort { $0.sequence < $1.sequence }
+        return all.map { ($0.key, $0.value) }
     }
 
     /// Every entry with its owner, in HAProxy's order when `ordered`.

@@ -59,8 +59,11 @@ extension MapApplier {
         // session, which every other command goes through, then decides (see below).
         var separateSessions = options.payloadSessions
         while start < entries.count {
+            // One round at a time (``ApplierOptions/payloadRound``); a refusal starts the next
+            // round just after the refused line.
+            let end = min(entries.count, start + max(1, options.payloadRound))
             var chunker = PayloadChunker(map: definition.path, version: version, budget: options.payloadBudget)
-            for entry in entries[start...] { chunker.append(key: entry.key.string, value: entry.value) }
+            for entry in entries[start..<end] { chunker.append(key: entry.key.string, value: entry.value) }
             let chunks = chunker.finish()
             let answers: [RuntimeResponse]
             let viaSeparateSessions: Bool
@@ -72,7 +75,10 @@ extension MapApplier {
                 viaSeparateSessions = false
             }
             commands += answers.count
-            guard let failed = answers.firstIndex(where: { !$0.isEmpty }) else { return (rejections, commands) }
+            guard let failed = answers.firstIndex(where: { !$0.isEmpty }) else {
+                start = end
+                continue
+            }
             let answer = answers[failed]
             if !viaSeparateSessions { try Self.checkKnownMap(answer, definition) }
             let chunk = chunks[failed]

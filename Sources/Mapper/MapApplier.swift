@@ -15,6 +15,9 @@ public struct ApplierOptions: Sendable, Equatable {
     /// (see ``PayloadSessions``) rather than through the interactive one, which answers every
     /// payload line with a `+ ` prompt.
     public var payloadSessions = true
+    /// Payload adds are encoded and sent this many entries at a time, so a rebuild of millions
+    /// of entries never holds all its payload bytes at once.
+    public var payloadRound = 65536
 
     public init() {}
 

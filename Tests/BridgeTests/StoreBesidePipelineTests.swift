@@ -1,3 +1,4 @@
+import Core
 import Foundation
 import Synchronization
 import TestSupport
@@ -12,61 +13,32 @@ import Glibc
 /// does not cover is committed.
 @Suite("Store beside the pipeline", .serialized)
 struct StoreBesidePipelineTests {
-    @Test("changes keep reaching HAProxy while a store waits; their offsets are committed only once it is stored")
-    func changesFlowWhileStoring() async throws {
-        try await withHAProxy([TestMap("hosts")]) { haproxy in
-            try await withBridgeHarness(topics: [("changes", 1)]) { harness in
-                let directory = try TemporaryDirectory(prefix: "mapbridge-store-beside")
-                defer { directory.remove() }
-                let state = directory.file("state")
-                // No HTTP endpoint: tests run side by side, and the default port would be shared.
-                let yaml = """
-                    kafka: { brokers: "\(harness.cluster.bootstrapServers)", group_id: test-group }
-                    haproxy: { socket: "\(haproxy.endpoint)" }
-                    topics: [{ name: changes }]
-                    maps: { hosts: { path: \(haproxy.mapPath("hosts")) } }
-                    state: { directory: \(state) }
-                    http: { listen: "off" }
-                    """
-                let bridge = try BridgeProcess(yaml: yaml, directory: directory)
-                try bridge.start()
-                defer { if bridge.isRunning { bridge.kill9() } }
-                let live = { () -> [String: String] in
-                    Dictionary((try? haproxy.oracle.entries(of: haproxy.mapPath("hosts")))?.map { ($0.key, $0.value) } ?? [], uniquingKeysWith: { a, _ in a })
-                }
-                func change(_ key: String, _ value: String) throws {
-                    try harness.produce(topic: "changes", key: key, value: #"{"map":"hosts","op":"set","key":"\#(key)","value":"\#(value)"}"#)
-                    try harness.flush()
-                }
-                try change("a", "1")
-                try await waitUntil("the first change applied and committed", timeout: 60) { live()["a"] == "1" && harness.committedEverything() }
-                let committedBefore = try harness.committedOffsets()
+    /// A running bridge (the executable, product defaults) on one map, after a first change was
+    /// applied and committed; the state directory is `<state>/test-group`.
+    struct Running {
+        let bridge: BridgeProcess
+        let harness: BridgeHarness
+        let groupState: String
+        let committedBefore: [TopicPartition: Int64]
+        let live: () -> [String: String]
 
-                // Someone else holds the state directory's lock: the next store waits for it.
-                let lock = try FileLock(path: "\(state)/test-group/.lock")
-                try change("b", "2")
-                try await waitUntil("a store waiting for the lock", timeout: 60) { lock.hasWaiter() }
-                // While that store waits, later changes still reach HAProxy.
-                try change("c", "3")
-                try await waitUntil("a change applied while the store waits", timeout: 30) { live()["c"] == "3" }
-                #expect(lock.hasWaiter(), "the store still waits")
-                #expect(try harness.committedOffsets() == committedBefore, "nothing is committed before it is stored")
+        func change(_ key: String, _ value: String) throws {
+            try harness.produce(topic: "changes", key: key, value: #"{"map":"hosts","op":"set","key":"\#(key)","value":"\#(value)"}"#)
+            try harness.flush()
+        }
 
-                lock.release()
-                try await waitUntil("everything committed once stored", timeout: 60) { harness.committedEverything() }
-                #expect(try await bridge.terminate() == 0)
-                let stored = try String(contentsOfFile: "\(state)/test-group/hosts.state", encoding: .utf8)
-                for line in ["\ta\t1", "\tb\t2", "\tc\t3"] {
-                    #expect(stored.contains(line), "\(line) in \(stored)")
-                }
+        func expectStored(_ entries: [(String, String)]) throws {
+            let stored = try String(contentsOfFile: "\(groupState)/hosts.state", encoding: .utf8)
+            for (key, value) in entries {
+                #expect(stored.contains("\t\(key)\t\(value)\n"), "\(key) in \(stored)")
             }
         }
     }
-    @Test("a store that fails leaves its maps for the next one, and commits nothing it covers")
-    func failedStoreIsRetried() async throws {
+
+    func withRunningBridge(_ body: (Running) async throws -> Void) async throws {
         try await withHAProxy([TestMap("hosts")]) { haproxy in
             try await withBridgeHarness(topics: [("changes", 1)]) { harness in
-                let directory = try TemporaryDirectory(prefix: "mapbridge-store-retry")
+                let directory = try TemporaryDirectory(prefix: "mapbridge-store")
                 defer { directory.remove() }
                 let state = directory.file("state")
                 // No HTTP endpoint: tests run side by side, and the default port would be shared.
@@ -84,32 +56,53 @@ struct StoreBesidePipelineTests {
                 let live = { () -> [String: String] in
                     Dictionary((try? haproxy.oracle.entries(of: haproxy.mapPath("hosts")))?.map { ($0.key, $0.value) } ?? [], uniquingKeysWith: { a, _ in a })
                 }
-                func change(_ key: String, _ value: String) throws {
-                    try harness.produce(topic: "changes", key: key, value: #"{"map":"hosts","op":"set","key":"\#(key)","value":"\#(value)"}"#)
-                    try harness.flush()
-                }
-                try change("a", "1")
+                var running = Running(bridge: bridge, harness: harness, groupState: "\(state)/test-group", committedBefore: [:], live: live)
+                try running.change("a", "1")
                 try await waitUntil("the first change applied and committed", timeout: 60) { live()["a"] == "1" && harness.committedEverything() }
-                let committedBefore = try harness.committedOffsets()
-
-                // The state file cannot be replaced while a directory stands in its place.
-                let statePath = "\(state)/test-group/hosts.state"
-                try FileManager.default.removeItem(atPath: statePath)
-                try FileManager.default.createDirectory(atPath: "\(statePath)/blocker", withIntermediateDirectories: true)
-                try change("b", "2")
-                try await waitUntil("the change applied", timeout: 30) { live()["b"] == "2" }
-                try await waitUntil("a store refused", timeout: 60) { bridge.log().contains("cannot store the maps' state") }
-                #expect(try harness.committedOffsets() == committedBefore, "nothing is committed that is not stored")
-
-                // Once the file can be written again, the next store writes the map it could not.
-                try FileManager.default.removeItem(atPath: statePath)
-                try await waitUntil("everything committed once stored", timeout: 60) { harness.committedEverything() }
-                let stored = try String(contentsOfFile: statePath, encoding: .utf8)
-                for line in ["\ta\t1", "\tb\t2"] {
-                    #expect(stored.contains(line), "\(line) in \(stored)")
-                }
-                #expect(try await bridge.terminate() == 0)
+                running = Running(
+                    bridge: bridge, harness: harness, groupState: running.groupState, committedBefore: try harness.committedOffsets(), live: live)
+                try await body(running)
             }
+        }
+    }
+
+    @Test("changes keep reaching HAProxy while a store waits; their offsets are committed only once it is stored")
+    func changesFlowWhileStoring() async throws {
+        try await withRunningBridge { running in
+            // Someone else holds the state directory's lock: the next store waits for it.
+            let lock = try FileLock(path: "\(running.groupState)/.lock")
+            try running.change("b", "2")
+            try await waitUntil("a store waiting for the lock", timeout: 60) { lock.hasWaiter() }
+            // While that store waits, later changes still reach HAProxy.
+            try running.change("c", "3")
+            try await waitUntil("a change applied while the store waits", timeout: 30) { running.live()["c"] == "3" }
+            #expect(lock.hasWaiter(), "the store still waits")
+            #expect(try running.harness.committedOffsets() == running.committedBefore, "nothing is committed before it is stored")
+
+            lock.release()
+            try await waitUntil("everything committed once stored", timeout: 60) { running.harness.committedEverything() }
+            #expect(try await running.bridge.terminate() == 0)
+            try running.expectStored([("a", "1"), ("b", "2"), ("c", "3")])
+        }
+    }
+
+    @Test("a store that fails leaves its maps for the next one, and commits nothing it covers")
+    func failedStoreIsRetried() async throws {
+        try await withRunningBridge { running in
+            // The state file cannot be replaced while a directory stands in its place.
+            let statePath = "\(running.groupState)/hosts.state"
+            try FileManager.default.removeItem(atPath: statePath)
+            try FileManager.default.createDirectory(atPath: "\(statePath)/blocker", withIntermediateDirectories: true)
+            try running.change("b", "2")
+            try await waitUntil("the change applied", timeout: 30) { running.live()["b"] == "2" }
+            try await waitUntil("a store refused", timeout: 60) { running.bridge.log().contains("cannot store the maps' state") }
+            #expect(try running.harness.committedOffsets() == running.committedBefore, "nothing is committed that is not stored")
+
+            // Once the file can be written again, the next store writes the map it could not.
+            try FileManager.default.removeItem(atPath: statePath)
+            try await waitUntil("everything committed once stored", timeout: 60) { running.harness.committedEverything() }
+            try running.expectStored([("a", "1"), ("b", "2")])
+            #expect(try await running.bridge.terminate() == 0)
         }
     }
 }

@@ -247,12 +247,15 @@ struct ApplierIntegrationTests {
         }
     }
 
-    @Test("a payload line HAProxy itself refuses is found, reported, and the lines after it still applied", arguments: [ApplyStrategy.incremental, .rebuild])
-    func haproxyRefusals(strategy: ApplyStrategy) async throws {
+    @Test(
+        "a payload line HAProxy itself refuses is found, reported, and the lines after it still applied (in one round, or in rounds of 97 entries)",
+        arguments: [ApplyStrategy.incremental, .rebuild], [65536, 97])
+    func haproxyRefusals(strategy: ApplyStrategy, payloadRound: Int) async throws {
         try await withHAProxy([TestMap("patterns", match: "reg", initialLines: ["^/old old"])]) { haproxy in
             var options = ApplierOptions()
             options.strategy.override = strategy
             options.strategy.minimumRebuildSize = 0
+            options.payloadRound = payloadRound
             let applier = try applier(haproxy, [definition(haproxy, "patterns", match: .reg)], options: options)
             _ = try await applier.synchronize()
             // Regexes are compiled by HAProxy's PCRE2; the bridge lets HAProxy judge them.
