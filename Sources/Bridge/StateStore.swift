@@ -250,10 +250,14 @@ final class StateStore: Sendable {
     }
 
     private func entries(_ stored: StoredMap, _ index: Int) throws -> [MapContents.Entry] {
-        try stored.entries.map { entry in
+        // One look-up per distinct owner (a file holds a few dozen), not one parse and lock per entry.
+        var ids: [String: MapContents.Owner] = [:]
+        return try stored.entries.map { entry in
+            if let id = ids[entry.owner] { return MapContents.Entry(key: MapKey(entry.key), value: entry.value, owner: id) }
             guard let id = owners.id(name: entry.owner) else {
                 throw MapperError(.stateFile, "\(statePath(index)): unknown owner '\(entry.owner)'")
             }
+            ids[entry.owner] = id
             return MapContents.Entry(key: MapKey(entry.key), value: entry.value, owner: id)
         }
     }
