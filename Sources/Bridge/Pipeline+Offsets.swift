@@ -123,7 +123,8 @@ extension Pipeline {
     /// (after the store in flight); false when it could not be stored (then nothing may be
     /// committed). The caller commits.
     func persist() async -> Bool {
-        guard await finishStore(committing: false) else { return false }
+        // The store in flight lands first; one that failed gives its maps back to this one.
+        await finishStore(committing: false)
         guard startStore() else { return true }
         return await finishStore(committing: false)
     }

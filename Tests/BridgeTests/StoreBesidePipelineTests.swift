@@ -86,6 +86,26 @@ struct StoreBesidePipelineTests {
         }
     }
 
+    @Test("at shutdown, a store in flight that fails is tried once more before the bridge gives up committing")
+    func failedStoreAtShutdownIsRetried() async throws {
+        try await withRunningBridge { running in
+            let lock = try FileLock(path: "\(running.groupState)/.lock")
+            try running.change("b", "2")
+            try await waitUntil("a store waiting for the lock", timeout: 60) { lock.hasWaiter() }
+            // When it gets the lock, its state file cannot be replaced: a directory stands there.
+            let statePath = "\(running.groupState)/hosts.state"
+            try FileManager.default.removeItem(atPath: statePath)
+            try FileManager.default.createDirectory(atPath: "\(statePath)/blocker", withIntermediateDirectories: true)
+            running.bridge.signal(SIGTERM)
+            try await waitUntil("the shutdown begun", timeout: 30) { running.bridge.log().contains("shutting down") }
+            lock.release()
+            _ = try await running.bridge.waitForExit(timeout: 60)
+            let failures = running.bridge.logLines(containing: "cannot store the maps' state").count
+            #expect(failures == 2, "the store in flight, then the final store: \(failures)")
+            #expect(try running.harness.committedOffsets() == running.committedBefore, "nothing is committed that is not stored")
+        }
+    }
+
     @Test("a store that fails leaves its maps for the next one, and commits nothing it covers")
     func failedStoreIsRetried() async throws {
         try await withRunningBridge { running in
