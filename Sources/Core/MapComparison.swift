@@ -12,6 +12,12 @@ public struct MapComparison: Sendable, Equatable {
     public var outOfOrder = false
     public var liveCount = 0
 
+    /// An exact comparison of `liveCount` entries (nothing missing, extra, different, duplicated
+    /// or out of order).
+    public init(exactOf liveCount: Int = 0) {
+        self.liveCount = liveCount
+    }
+
     public var isExact: Bool {
         missing.isEmpty && extra.isEmpty && different.isEmpty && duplicated.isEmpty && !outOfOrder
     }

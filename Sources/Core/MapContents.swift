@@ -46,11 +46,29 @@ public struct MapContents: Sendable {
     /// `capacity`: how many entries to make room for at once (growing toward millions of entries
     /// rehashes every key at each doubling).
     public init(entries: some Sequence<(key: String, value: String)>, owner: Owner = unowned, capacity: Int? = nil) {
-        slots = Dictionary(minimumCapacity: capacity ?? entries.underestimatedCount)
+        self = Self.adopting(entries, owner: owner, capacity: capacity).contents
+    }
+
+    /// Contents built from HAProxy's live entries as ``init(entries:owner:capacity:)`` builds
+    /// them, with how many entries were read and whether any key was listed more than once. With
+    /// none listed twice, the contents are exactly the live map, in its order.
+    public static func adopting(
+        _ entries: some Sequence<(key: String, value: String)>, owner: Owner = unowned, capacity: Int? = nil
+    ) -> (contents: MapContents, liveCount: Int, duplicated: Bool) {
+        var contents = MapContents()
+        contents.slots = Dictionary(minimumCapacity: capacity ?? entries.underestimatedCount)
+        var count = 0
+        var duplicated = false
         for (key, value) in entries {
+            count += 1
             let mapKey = MapKey(key)
-            if slots[mapKey] == nil { append(mapKey, value, owner) }
+            if contents.slots[mapKey] == nil {
+                contents.append(mapKey, value, owner)
+            } else {
+                duplicated = true
+            }
         }
+        return (contents, count, duplicated)
     }
 
     /// Builds contents from owned entries in order (a state file).

@@ -129,11 +129,19 @@ extension MapApplier {
         try Self.checkKnownMap(dump, definition)
         let live = MapDump(body: dump.body)
         if maps[index].desired.adoptLive {
-            maps[index].desired.contents = MapContents(entries: live, capacity: live.sizeHint)
+            let adopted = MapContents.adopting(live, capacity: live.sizeHint)
+            maps[index].desired.contents = adopted.contents
             maps[index].desired.adoptLive = false
             logger.info(
                 "adopted HAProxy's live map as the starting state",
                 metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].desired.contents.count)"])
+            if !adopted.duplicated {
+                // The desired contents are now the live map, entry for entry and in its order: a
+                // comparison (a second pass over millions of entries) would find nothing.
+                maps[index].desired.settle()
+                report.resynced.append((index, .none, MapComparison(exactOf: adopted.liveCount)))
+                return
+            }
         }
         let comparison =
             exclusive

@@ -42,6 +42,16 @@ struct MapContentsTests {
         #expect(contents[MapKey("a")] == "2")
     }
 
+    @Test("adopting live entries counts them and says whether a key was listed twice")
+    func adopting() {
+        let clean = MapContents.adopting([(key: "b", value: "1"), (key: "a", value: "2")])
+        #expect(clean.liveCount == 2 && !clean.duplicated)
+        #expect(clean.contents.entries().map(\.key.string) == ["b", "a"])
+        let twice = MapContents.adopting([(key: "a", value: "1"), (key: "b", value: "2"), (key: "a", value: "3")])
+        #expect(twice.liveCount == 3 && twice.duplicated)
+        #expect(twice.contents[MapKey("a")] == "1" && twice.contents.count == 2)
+    }
+
     @Test("the first of duplicate live entries wins, as in HAProxy lookups")
     func firstWins() {
         let live: [(key: String, value: String)] = [("k", "first"), ("x", "1"), ("k", "second")]
