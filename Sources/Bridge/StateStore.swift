@@ -197,6 +197,15 @@ final class StateStore: Sendable {
                 throw MapperError(.stateFile, "\(error.reason); set maps.\(map.name).write_map_file: false when mapbridge does not run beside HAProxy")
             }
         }
+        // A bridge killed while storing leaves its temporaries (as large as the files): they go
+        // now, under the lock every store holds, so another bridge's store in progress keeps its own.
+        try StateFiles.withLock(lockPath) {
+            let paths = [identityPath, offsetsPath] + maps.indices.map(statePath) + maps.filter(\.writeMapFile).map(\.path)
+            let removed = paths.flatMap { StateFiles.removeStaleTemporaries(beside: $0) }
+            if !removed.isEmpty {
+                logger.notice("removed temporary files a stopped store left behind", metadata: ["files": "\(removed.sorted())"])
+            }
+        }
     }
 
     /// Each map's stored desired state (nil for a map never stored: HAProxy's live map is adopted),

@@ -450,6 +450,33 @@ public enum StateFiles {
         }
     }
 
+    /// Removes the temporaries that replacing `path` left behind when the process was killed
+    /// mid-write: only names ``AtomicFile`` makes (`.<name>.<16 hex digits>.mapbridge-tmp`),
+    /// never the target itself. Call it holding the lock every writer of `path` holds, so that no
+    /// write in progress loses its temporary. Returns the names removed.
+    @discardableResult
+    public static func removeStaleTemporaries(beside path: String) -> [String] {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+        let prefix = ".\(name)."
+        let suffix = ".mapbridge-tmp"
+        guard let folder = opendir(directory.isEmpty ? "/" : directory) else { return [] }
+        var listing: [String] = []
+        while let item = readdir(folder) {
+            listing.append(withUnsafeBytes(of: item.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+        }
+        closedir(folder)
+        var removed: [String] = []
+        for entry in listing where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) {
+            let middle = entry.utf8.dropFirst(prefix.utf8.count).dropLast(suffix.utf8.count)
+            guard middle.count == 16,
+                middle.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+            else { continue }
+            if unlink("\(directory.isEmpty ? "" : directory)/\(entry)") == 0 { removed.append(entry) }
+        }
+        return removed
+    }
+
     /// Checks that files can be written atomically next to `path` (its folder is writable).
     public static func checkWritable(path: String) throws(MapperError) {
         let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."

@@ -35,6 +35,29 @@ struct StateStoreTests {
         #expect(mapFile.map(\.key) == ["a", "#b"] && mapFile.map(\.value) == ["1", "2 two"])
     }
 
+    @Test("temporaries a killed store left behind are removed at start; other files in the folders stay")
+    func staleTemporaries() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let configuration = configuration(directory)
+        let state = configuration.groupStateDirectory
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let stale = [
+            "\(state)/.hosts.state.0123456789abcdef.mapbridge-tmp", "\(state)/.offsets.fedcba9876543210.mapbridge-tmp",
+            directory.file(".hosts.map.00000000000000ff.mapbridge-tmp"),
+        ]
+        // Not names a store makes: another map's, a malformed one, and someone else's files.
+        let kept = [
+            directory.file(".other.map.0123456789abcdef.mapbridge-tmp"), directory.file(".hosts.map.xyz.mapbridge-tmp"),
+            directory.file(".hosts.map.0123456789ABCDEF.mapbridge-tmp"), directory.file("hosts.map.bak"), "\(state)/notes",
+        ]
+        for path in stale + kept { #expect(FileManager.default.createFile(atPath: path, contents: Data("partial".utf8))) }
+        let store = StateStore(configuration: configuration, owners: OwnerTable(), logger: testLogger("test"))
+        try store.prepare()
+        for path in stale { #expect(!FileManager.default.fileExists(atPath: path), "\(path) removed") }
+        for path in kept { #expect(FileManager.default.fileExists(atPath: path), "\(path) kept") }
+    }
+
     @Test("two bridges sharing the maps each store their own partitions' entries without erasing the other's")
     func sharedMerge() throws {
         let directory = try TemporaryDirectory()
