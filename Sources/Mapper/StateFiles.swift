@@ -377,14 +377,14 @@ public enum StateFiles {
 
         public init(path: String) throws(MapperError) {
             self.path = path
-            directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-            let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+            let name: String
+            (directory, name) = StateFiles.location(of: path)
             var info = stat()
             existing = lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG ? info : nil
             var fd: Int32 = -1
             var temporary = ""
             for _ in 0..<16 {
-                temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).\(UInt64.random(in: 0...UInt64.max).hexPadded).mapbridge-tmp"
+                temporary = "\(directory)/\(StateFiles.temporaryName(for: name, nonce: UInt64.random(in: 0...UInt64.max)))"
                 fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, existing != nil ? 0o600 : 0o666)
                 if fd >= 0 || errno != EEXIST { break }
             }
@@ -429,7 +429,7 @@ public enum StateFiles {
                 unlink(temporary)
                 throw error
             }
-            let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             guard directoryFD >= 0 else { throw failure("cannot open \(directory) to sync it") }
             defer { close(directoryFD) }
             guard fsync(directoryFD) == 0 else { throw failure("cannot sync \(directory)") }
@@ -450,38 +450,52 @@ public enum StateFiles {
         }
     }
 
+    /// The folder `path` is in (`/` for the root, `.` for a bare name) and its file name.
+    static func location(of path: String) -> (folder: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let folder = String(path[..<slash])
+        return (folder.isEmpty ? "/" : folder, String(path[path.index(after: slash)...]))
+    }
+
+    static let temporarySuffix = ".mapbridge-tmp"
+
+    /// The name of a temporary file that replaces the file `name`: `.<name>.<16 hex digits>.mapbridge-tmp`.
+    static func temporaryName(for name: String, nonce: UInt64) -> String {
+        ".\(name).\(nonce.hexPadded)\(temporarySuffix)"
+    }
+
+    /// Whether `entry` is a name ``temporaryName(for:nonce:)`` makes for `name`.
+    static func isTemporaryName(_ entry: String, for name: String) -> Bool {
+        let prefix = ".\(name)."
+        guard entry.hasPrefix(prefix), entry.hasSuffix(temporarySuffix) else { return false }
+        let nonce = entry.utf8.dropFirst(prefix.utf8.count).dropLast(temporarySuffix.utf8.count)
+        return nonce.count == 16
+            && nonce.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+    }
+
     /// Removes the temporaries that replacing `path` left behind when the process was killed
-    /// mid-write: only names ``AtomicFile`` makes (`.<name>.<16 hex digits>.mapbridge-tmp`),
-    /// never the target itself. Call it holding the lock every writer of `path` holds, so that no
-    /// write in progress loses its temporary. Returns the names removed.
+    /// mid-write: only names ``AtomicFile`` makes (``temporaryName(for:nonce:)``), never the
+    /// target itself. Call it holding the lock every writer of `path` holds, so that no write in
+    /// progress loses its temporary. Returns the names removed.
     @discardableResult
     public static func removeStaleTemporaries(beside path: String) -> [String] {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
-        let prefix = ".\(name)."
-        let suffix = ".mapbridge-tmp"
-        guard let folder = opendir(directory.isEmpty ? "/" : directory) else { return [] }
-        var listing: [String] = []
-        while let item = readdir(folder) {
-            listing.append(withUnsafeBytes(of: item.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
+        let (folder, name) = location(of: path)
+        guard let listing = opendir(folder) else { return [] }
+        var entries: [String] = []
+        while let item = readdir(listing) {
+            entries.append(withUnsafeBytes(of: item.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
         }
-        closedir(folder)
+        closedir(listing)
         var removed: [String] = []
-        for entry in listing where entry.hasPrefix(prefix) && entry.hasSuffix(suffix) {
-            let middle = entry.utf8.dropFirst(prefix.utf8.count).dropLast(suffix.utf8.count)
-            guard middle.count == 16,
-                middle.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
-            else { continue }
-            if unlink("\(directory.isEmpty ? "" : directory)/\(entry)") == 0 { removed.append(entry) }
-        }
+        for entry in entries where isTemporaryName(entry, for: name) && unlink("\(folder)/\(entry)") == 0 { removed.append(entry) }
         return removed
     }
 
     /// Checks that files can be written atomically next to `path` (its folder is writable).
     public static func checkWritable(path: String) throws(MapperError) {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        guard access(directory.isEmpty ? "/" : directory, W_OK | X_OK) == 0 else {
-            throw failure("cannot write in \(directory.isEmpty ? "/" : directory) (needed to replace \(path) atomically)")
+        let folder = location(of: path).folder
+        guard access(folder, W_OK | X_OK) == 0 else {
+            throw failure("cannot write in \(folder) (needed to replace \(path) atomically)")
         }
     }
 
