@@ -27,8 +27,29 @@ struct StoreBesidePipelineTests {
             try harness.flush()
         }
 
+        var statePath: String { "\(groupState)/hosts.state" }
+
+        /// Holds the state directory's lock, as another process would, and changes `b`: the store
+        /// that follows waits for the lock. Returns the lock once that store waits.
+        func storeWaitingOnLock() async throws -> FileLock {
+            let lock = try FileLock(path: "\(groupState)/.lock")
+            try change("b", "2")
+            try await waitUntil("a store waiting for the lock", timeout: 60) { lock.hasWaiter() }
+            return lock
+        }
+
+        /// Puts a directory where the state file goes: it cannot be replaced until ``unblockStateFile()``.
+        func blockStateFile() throws {
+            try FileManager.default.removeItem(atPath: statePath)
+            try FileManager.default.createDirectory(atPath: "\(statePath)/blocker", withIntermediateDirectories: true)
+        }
+
+        func unblockStateFile() throws {
+            try FileManager.default.removeItem(atPath: statePath)
+        }
+
         func expectStored(_ entries: [(String, String)]) throws {
-            let stored = try String(contentsOfFile: "\(groupState)/hosts.state", encoding: .utf8)
+            let stored = try String(contentsOfFile: statePath, encoding: .utf8)
             for (key, value) in entries {
                 #expect(stored.contains("\t\(key)\t\(value)\n"), "\(key) in \(stored)")
             }
@@ -70,9 +91,7 @@ struct StoreBesidePipelineTests {
     func changesFlowWhileStoring() async throws {
         try await withRunningBridge { running in
             // Someone else holds the state directory's lock: the next store waits for it.
-            let lock = try FileLock(path: "\(running.groupState)/.lock")
-            try running.change("b", "2")
-            try await waitUntil("a store waiting for the lock", timeout: 60) { lock.hasWaiter() }
+            let lock = try await running.storeWaitingOnLock()
             // While that store waits, later changes still reach HAProxy.
             try running.change("c", "3")
             try await waitUntil("a change applied while the store waits", timeout: 30) { running.live()["c"] == "3" }
@@ -89,13 +108,9 @@ struct StoreBesidePipelineTests {
     @Test("at shutdown, a store in flight that fails is tried once more before the bridge gives up committing")
     func failedStoreAtShutdownIsRetried() async throws {
         try await withRunningBridge { running in
-            let lock = try FileLock(path: "\(running.groupState)/.lock")
-            try running.change("b", "2")
-            try await waitUntil("a store waiting for the lock", timeout: 60) { lock.hasWaiter() }
+            let lock = try await running.storeWaitingOnLock()
             // When it gets the lock, its state file cannot be replaced: a directory stands there.
-            let statePath = "\(running.groupState)/hosts.state"
-            try FileManager.default.removeItem(atPath: statePath)
-            try FileManager.default.createDirectory(atPath: "\(statePath)/blocker", withIntermediateDirectories: true)
+            try running.blockStateFile()
             running.bridge.signal(SIGTERM)
             try await waitUntil("the shutdown begun", timeout: 30) { running.bridge.log().contains("shutting down") }
             lock.release()
@@ -110,16 +125,14 @@ struct StoreBesidePipelineTests {
     func failedStoreIsRetried() async throws {
         try await withRunningBridge { running in
             // The state file cannot be replaced while a directory stands in its place.
-            let statePath = "\(running.groupState)/hosts.state"
-            try FileManager.default.removeItem(atPath: statePath)
-            try FileManager.default.createDirectory(atPath: "\(statePath)/blocker", withIntermediateDirectories: true)
+            try running.blockStateFile()
             try running.change("b", "2")
             try await waitUntil("the change applied", timeout: 30) { running.live()["b"] == "2" }
             try await waitUntil("a store refused", timeout: 60) { running.bridge.log().contains("cannot store the maps' state") }
             #expect(try running.harness.committedOffsets() == running.committedBefore, "nothing is committed that is not stored")
 
             // Once the file can be written again, the next store writes the map it could not.
-            try FileManager.default.removeItem(atPath: statePath)
+            try running.unblockStateFile()
             try await waitUntil("everything committed once stored", timeout: 60) { running.harness.committedEverything() }
             try running.expectStored([("a", "1"), ("b", "2")])
             #expect(try await running.bridge.terminate() == 0)
