@@ -8,12 +8,13 @@ import Synchronization
 /// A store of the state written beside the pipeline, and what it covers: the offsets it records,
 /// the maps it writes, and the tombstones it took from them.
 struct StoreInFlight {
-    let task: Task<(any Error)?, Never>
+    /// The store's outcome: its error, or how long writing it took (from its own start to its
+    /// end, not to when the pipeline got round to finishing it).
+    let task: Task<Result<Duration, any Error>, Never>
     let done: DoneFlag
     let offsets: [TopicPartition: Int64]
     let maps: Set<Int>
     let tombstones: [Int: [MapKey: MapContents.Owner]]
-    let started: ContinuousClock.Instant
 
     /// Its task has ended: awaiting it returns at once.
     var isFinished: Bool { done.isSet }
@@ -73,19 +74,20 @@ extension Pipeline {
         // The pipeline awaits every store it starts (finishStore) before it returns, so this task
         // never outlives it; its end wakes the pipeline to commit what it covers.
         let done = DoneFlag()
-        let task = Task<(any Error)?, Never> {
+        let task = Task<Result<Duration, any Error>, Never> {
             defer {
                 done.set()
                 backlog.poke()
             }
+            let started = ContinuousClock.now
             do {
                 try await store.store(snapshots, offsets: offsets, owned: owned)
-                return nil
+                return .success(ContinuousClock.now - started)
             } catch {
-                return error
+                return .failure(error)
             }
         }
-        storeInFlight = StoreInFlight(task: task, done: done, offsets: offsets, maps: maps, tombstones: tombstones, started: clock.now)
+        storeInFlight = StoreInFlight(task: task, done: done, offsets: offsets, maps: maps, tombstones: tombstones)
         return true
     }
 
@@ -96,15 +98,20 @@ extension Pipeline {
     func finishStore(committing: Bool) async -> Bool {
         guard let inFlight = storeInFlight else { return true }
         storeInFlight = nil
-        if let error = await inFlight.task.value {
+        let took: Duration
+        switch await inFlight.task.value {
+        case .failure(let error):
             metrics.persistErrors.increment()
             logger.error("cannot store the maps' state; nothing is committed until it can be", metadata: ["error": "\(error)"])
             dirtyMaps.formUnion(inFlight.maps)
             for (map, tombstones) in inFlight.tombstones { applier.restoreTombstones(tombstones, of: map) }
             return false
+        case .success(let duration):
+            took = duration
         }
         lastStoredOffsets = inFlight.offsets
-        let took = clock.now - inFlight.started
+        // The store's own duration: time the pipeline spent on a batch (HAProxy frozen, say) before
+        // finishing it must not stretch the interval to the next store, and so to the next commit.
         policy.stored(taking: took)
         logger.debug("state stored", metadata: ["maps": "\(inFlight.maps.count)", "persist.ms": "\(took.nanoseconds / 1_000_000)"])
         metrics.persistDuration.recordNanoseconds(took.nanoseconds)
