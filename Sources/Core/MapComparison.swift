@@ -43,8 +43,8 @@ public struct MapComparison: Sendable, Equatable {
         var present = 0
         for (keyText, value) in live {
             result.liveCount += 1
-            let key = MapKey(keyText)
-            guard let (wanted, sequence) = desired.valueAndSequence(of: key) else {
+            guard let (equal, sequence) = desired.matchAndSequence(of: keyText, value: value) else {
+                let key = MapKey(keyText)
                 if extras.insert(key).inserted {
                     result.extra.append(key)
                 } else if duplicated.insert(key).inserted {
@@ -58,23 +58,29 @@ public struct MapComparison: Sendable, Equatable {
                 first = bitmap[word] & bit == 0
                 bitmap[word] |= bit
             } else {
-                first = seenSet.insert(key).inserted
+                first = seenSet.insert(MapKey(keyText)).inserted
             }
             guard first else {
+                let key = MapKey(keyText)
                 if duplicated.insert(key).inserted { result.duplicated.append(key) }
                 continue
             }
             present += 1
-            if !bytesEqual(wanted, value) { result.different.append(key) }
+            if !equal { result.different.append(MapKey(keyText)) }
             if orderSensitive {
                 if let last = lastSequence, sequence < last { result.outOfOrder = true }
                 lastSequence = sequence
             }
         }
         if present < desired.count {
-            desired.forEachKey { key, sequence in
-                let seen = useBitmap ? bitmap[Int(sequence >> 6)] & (UInt64(1) << (sequence & 63)) != 0 : seenSet.contains(key)
-                if !seen { result.missing.append(key) }
+            if useBitmap {
+                desired.forEachSequence { sequence in
+                    if bitmap[Int(sequence >> 6)] & (UInt64(1) << (sequence & 63)) == 0 { result.missing.append(desired.key(atSequence: sequence)) }
+                }
+            } else {
+                desired.forEachKey { key, _ in
+                    if !seenSet.contains(key) { result.missing.append(key) }
+                }
             }
         }
         return result

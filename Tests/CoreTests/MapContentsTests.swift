@@ -142,4 +142,85 @@ struct MapContentsTests {
             }
         }
     }
+    /// A plain model of the contents: a dictionary and HAProxy's order as a list.
+    struct Model {
+        var values: [String: (value: String, owner: MapContents.Owner)] = [:]
+        var order: [String] = []
+
+        mutating func set(_ key: String, _ value: String, _ owner: MapContents.Owner) {
+            if values[key] == nil { order.append(key) }
+            values[key] = (value, owner)
+        }
+
+        mutating func remove(_ key: String) {
+            if values.removeValue(forKey: key) != nil { order.removeAll { $0 == key } }
+        }
+
+        var entries: [MapContents.Entry] {
+            order.map { MapContents.Entry(key: MapKey($0), value: values[$0]!.value, owner: values[$0]!.owner) }
+        }
+    }
+
+    @Test(
+        "the compact storage holds what a dictionary and an ordered list hold, through growth, removals, longer and shorter values and compaction",
+        arguments: 0..<12)
+    func compactStorageMatchesModel(seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        var contents = MapContents()
+        var model = Model()
+        // Few keys and many changes (removals leave records and bytes behind, so the storage
+        // compacts again and again), or many keys (the table grows), by seed.
+        let keyCount = seed % 2 == 0 ? 50 : 5000
+        func randomKey() -> String {
+            let number = Int.random(in: 0..<keyCount, using: &random)
+            // Short keys are stored inline by String, long ones on the heap; both must work.
+            return number % 3 == 0 ? "k\(number)" : "a-much-longer-key-of-the-map/\(number)/" + String(repeating: "x", count: number % 40)
+        }
+        func randomValue() -> String {
+            // Lengths vary so that a new value is sometimes longer than the old one (it moves)
+            // and sometimes shorter (written in place); "é" makes multi-byte UTF-8.
+            String(repeating: "é", count: Int.random(in: 0..<30, using: &random)) + "\(Int.random(in: 0..<9, using: &random))"
+        }
+        for step in 0..<20_000 {
+            let key = randomKey()
+            let owner = MapContents.Owner(Int.random(in: -1..<4, using: &random))
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0..<3:
+                let removed = contents.remove(MapKey(key))
+                #expect(removed == model.values[key]?.value)
+                model.remove(key)
+            case 3:
+                let value = randomValue()
+                contents.moveToEnd(MapKey(key), value, owner: owner)
+                model.remove(key)
+                model.set(key, value, owner)
+            default:
+                let value = randomValue()
+                contents.set(MapKey(key), value, owner: owner)
+                model.set(key, value, owner)
+            }
+            #expect(contents.count == model.values.count)
+            let probe = MapKey(randomKey())
+            #expect(contents.valueAndOwner(of: probe).value == model.values[probe.string]?.value)
+            #expect(contents.owner(of: probe) == model.values[probe.string]?.owner)
+            if step % 997 == 0 || step == 19_999 {
+                #expect(contents.ownedEntries() == model.entries, "seed \(seed) step \(step)")
+                var fromBytes: [MapContents.Entry] = []
+                contents.forEachEntryBytes { key, value, owner in
+                    fromBytes.append(
+                        .init(key: MapKey(String(decoding: key, as: UTF8.self)), value: String(decoding: value, as: UTF8.self), owner: owner))
+                }
+                #expect(fromBytes == model.entries)
+                #expect(contents.sequenceBound <= UInt64(2 * contents.count + 1025))
+                // Ranks follow the order.
+                let ranks = model.order.map { contents.sequence(of: MapKey($0))! }
+                #expect(ranks == ranks.sorted())
+            }
+        }
+        // Everything removed: nothing left, and the storage is usable again.
+        for key in model.order { contents.remove(MapKey(key)) }
+        #expect(contents.isEmpty && contents.entries().isEmpty)
+        contents.set(MapKey("again"), "1")
+        #expect(contents.entries().map(\.key.string) == ["again"])
+    }
 }
