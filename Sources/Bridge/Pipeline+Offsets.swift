@@ -62,12 +62,9 @@ extension Pipeline {
         dirtyMaps.removeAll()
         var tombstones: [Int: [MapKey: MapContents.Owner]] = [:]
         let snapshots = maps.sorted().map { map in
-            // Only list-matched maps need HAProxy's order on disk; sorting a million entries
-            // for the others took most of the time storing them (W2 in the benchmark).
-            let ordered = configuration.maps[map].definition.isOrderSensitive
             let taken = applier.takeTombstones(of: map)
             tombstones[map] = taken
-            return MapSnapshot(map: map, entries: applier.contents(of: map).ownedEntries(ordered: ordered), tombstones: taken)
+            return MapSnapshot(map: map, contents: applier.contents(of: map), tombstones: taken)
         }
         let owned: Set<MapContents.Owner>? = isExclusive ? nil : Set(ownedPartitions.map(owners.id))
         let (store, backlog) = (self.store, self.backlog)

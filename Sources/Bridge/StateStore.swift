@@ -53,11 +53,23 @@ final class OwnerTable: Sendable {
     }
 }
 
-/// One map's state to store: its entries in order, its tombstones, what to write.
+/// One map's state to store: its contents (a copy-on-write copy: taking it costs nothing, and the
+/// pipeline's next change copies the storage once), its tombstones, what to write.
 struct MapSnapshot: Sendable {
     var map: Int
-    var entries: [MapContents.Entry]
+    var contents: MapContents
     var tombstones: [MapKey: MapContents.Owner]
+
+    init(map: Int, contents: MapContents, tombstones: [MapKey: MapContents.Owner]) {
+        self.map = map
+        self.contents = contents
+        self.tombstones = tombstones
+    }
+
+    /// A snapshot of these entries, in order.
+    init(map: Int, entries: [MapContents.Entry], tombstones: [MapKey: MapContents.Owner]) {
+        self.init(map: map, contents: MapContents(owned: entries), tombstones: tombstones)
+    }
 }
 
 /// Keeps every map's desired state on disk, durably, before the offsets that produced it are
@@ -217,11 +229,10 @@ final class StateStore: Sendable {
             return try StateFiles.withLock(lockPath) {
                 _ = try StateFiles.readOffsets(path: offsetsPath)
                 return try maps.indices.map { index in
-                    guard let stored = try StateFiles.readState(path: statePath(index)) else { return (nil, [:]) }
-                    let contents = MapContents(owned: try entries(stored, index))
+                    guard let stored = try StateFiles.readStateContents(path: statePath(index), owner: owners.id(name:)) else { return (nil, [:]) }
                     // The file's tombstones are not loaded: with any, memory is not the file.
-                    remember(stored.tombstones.isEmpty ? stored.seal : nil, of: index)
-                    return (contents, stored.offsets)
+                    remember(stored.tombstones == 0 ? stored.seal : nil, of: index)
+                    return (stored.contents, stored.offsets)
                 }
             }
         } catch let error as MapperError where error.code == .damagedState {
@@ -308,13 +319,14 @@ final class StateStore: Sendable {
                     let ownedNames = Set(owned.map(owners.name))
                     // Keys byte for byte (MapKey), as HAProxy compares them: a Set<String> would
                     // take two spellings of "café" for one key and drop one of them.
+                    let entries = snapshot.contents.ownedEntries()
                     var mine = Set<MapKey>()
-                    for entry in snapshot.entries where owned.contains(entry.owner) { mine.insert(entry.key) }
+                    for entry in entries where owned.contains(entry.owner) { mine.insert(entry.key) }
                     for (key, owner) in snapshot.tombstones where owned.contains(owner) { mine.insert(key) }
                     stored.entries = previous.entries.filter { !ownedNames.contains($0.owner) && !mine.contains(MapKey($0.key)) }
                     stored.tombstones = previous.tombstones.filter { !ownedNames.contains($0.owner) && !mine.contains(MapKey($0.key)) }
                     stored.offsets = previous.offsets.filter { !ownedNames.contains($0.key) }
-                    for entry in snapshot.entries where owned.contains(entry.owner) {
+                    for entry in entries where owned.contains(entry.owner) {
                         stored.entries.append(.init(owner: owners.name(entry.owner), key: entry.key.string, value: entry.value))
                     }
                     for (key, owner) in snapshot.tombstones where owned.contains(owner) {
@@ -335,14 +347,15 @@ final class StateStore: Sendable {
                 } else {
                     // The only writer: this bridge's view is the file, written straight from it.
                     files = StateFiles.Builder(
-                        title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count, kind: map.kind,
+                        title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.contents.count, kind: map.kind,
                         bufferLimit: Self.writeBuffer)
-                    // One name per owner (a partition), not one lock and one interpolation per entry.
-                    var names: [MapContents.Owner: String] = [:]
-                    for entry in snapshot.entries {
-                        let name = names[entry.owner] ?? owners.name(entry.owner)
-                        names[entry.owner] = name
-                        files.append(owner: name, key: entry.key.string, value: entry.value)
+                    // Straight from the contents' bytes (no String per entry), with one name per
+                    // owner (a partition), not one lock and one interpolation per entry.
+                    var names: [MapContents.Owner: [UInt8]] = [:]
+                    try snapshot.contents.forEachEntryBytes { key, value, owner in
+                        let name = names[owner] ?? Array(owners.name(owner).utf8)
+                        names[owner] = name
+                        name.withUnsafeBufferPointer { files.append(owner: $0, key: key, value: value) }
                         try drainIfFull()
                     }
                 }

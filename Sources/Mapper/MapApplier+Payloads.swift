@@ -24,8 +24,19 @@ extension MapApplier {
             throw MapperError(
                 .protocolViolation, "unexpected answer to 'prepare \(definition.kind.rawValue) \(definition.path)': '\(prepared.text.prefix(200))'")
         }
-        let entries = maps[index].desired.contents.entries(ordered: definition.isOrderSensitive)
-        var result = try await addEntries(index, connection, entries, version: version)
+        // A part at a time (``ApplierOptions/payloadRound``), from a copy of the contents as they
+        // are now (copy-on-write: nothing is copied unless they change meanwhile), so a map of
+        // millions of entries is never listed whole.
+        let contents = maps[index].desired.contents
+        var result: (rejections: [Rejection], commands: Int) = ([], 0)
+        var position: UInt64 = 0
+        while position < contents.sequenceBound {
+            let part = contents.entries(from: position, limit: max(1, options.payloadRound))
+            position = part.next
+            let sent = try await addEntries(index, connection, part.entries, version: version)
+            result.rejections += sent.rejections
+            result.commands += sent.commands
+        }
         let restores = refuseAdds(index, result.rejections)
         if !restores.isEmpty {
             let restored = try await addEntries(index, connection, restores, version: version)

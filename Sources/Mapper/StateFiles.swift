@@ -53,17 +53,78 @@ public enum StateFiles {
         let body = try verifiedBodyBytes(bytes, path: path, kind: "state file")
         var stored = StoredMap()
         stored.seal = seal(of: bytes)
-        // Byte by byte, not by Character (a state file has millions of lines), and one String per
-        // run of lines with the same owner, not one per line.
+        // One String per run of lines with the same owner, not one per line.
+        var owner = ""
+        var ownerBytes: [UInt8] = []
+        func name(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+            if !ownerBytes.elementsEqual(bytes) {
+                owner = String(decoding: bytes, as: UTF8.self)
+                ownerBytes = Array(bytes)
+            }
+            return owner
+        }
+        try parseState(
+            body, path: path, lines: { stored.entries.reserveCapacity($0) }, offsets: { stored.offsets = $0 },
+            entry: { owner, key, value in
+                stored.entries.append(.init(owner: name(owner), key: String(decoding: key, as: UTF8.self), value: String(decoding: value, as: UTF8.self)))
+                return true
+            },
+            tombstone: { owner, key in stored.tombstones.append((name(owner), String(decoding: key, as: UTF8.self))) })
+        return stored
+    }
+
+    /// Reads a state file straight into a map's contents, making no `String` per entry (a state
+    /// file of millions of lines is read at every start); nil when the file does not exist.
+    /// `owner` gives an owner name's id, or nil for a name it does not know (an error). The file's
+    /// tombstones are not loaded, only counted.
+    public static func readStateContents(
+        path: String, owner: (String) -> MapContents.Owner?
+    ) throws(MapperError) -> (contents: MapContents, offsets: [String: Int64], tombstones: Int, seal: String?)? {
+        guard let bytes = try readBytes(path) else { return nil }
+        let body = try verifiedBodyBytes(bytes, path: path, kind: "state file")
+        var contents = MapContents()
+        var offsets: [String: Int64] = [:]
+        var tombstones = 0
+        // One look-up per run of lines with the same owner (a file holds a few dozen owners).
+        var ownerBytes: [UInt8]?
+        var ownerID = MapContents.unowned
+        var unknown: String?
+        try parseState(
+            body, path: path, lines: { contents.reserve($0) }, offsets: { offsets = $0 },
+            entry: { name, key, value in
+                if ownerBytes.map({ !$0.elementsEqual(name) }) ?? true {
+                    let text = String(decoding: name, as: UTF8.self)
+                    guard let id = owner(text) else {
+                        unknown = text
+                        return false
+                    }
+                    (ownerBytes, ownerID) = (Array(name), id)
+                }
+                contents.appendIfAbsent(key: key, value: value, owner: ownerID)
+                return true
+            },
+            tombstone: { _, _ in tombstones += 1 })
+        if let unknown { throw MapperError(.stateFile, "\(path): unknown owner '\(unknown.prefix(120))'") }
+        return (contents, offsets, tombstones, seal(of: bytes))
+    }
+
+    /// Goes through a state file's verified body byte by byte (not by Character: a state file has
+    /// millions of lines): `lines` first with how many lines there are, `offsets` with its offsets,
+    /// then each entry's owner, key and value bytes (until `entry` returns false) and each
+    /// tombstone's owner and key bytes.
+    static func parseState(
+        _ body: [UInt8], path: String, lines: (Int) -> Void, offsets: ([String: Int64]) -> Void,
+        entry: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Bool,
+        tombstone: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void
+    ) throws(MapperError) {
         var malformed: String?
         body.withUnsafeBufferPointer { buffer in
             let count = buffer.count
-            var lines = 0
-            for byte in buffer where byte == 0x0A { lines += 1 }
-            stored.entries.reserveCapacity(lines)
-            var owner = ""
-            var ownerBytes: UnsafeBufferPointer<UInt8>?
+            var lineCount = 0
+            for byte in buffer where byte == 0x0A { lineCount += 1 }
+            lines(lineCount)
             func text(_ range: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: buffer[range]), as: UTF8.self) }
+            func bytes(_ range: Range<Int>) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(rebasing: buffer[range]) }
             var start = 0
             while start < count {
                 var end = start
@@ -74,10 +135,12 @@ public enum StateFiles {
                 if buffer[line.lowerBound] == UInt8(ascii: "#") {
                     let content = text(line)
                     if content.hasPrefix("# offsets ") {
+                        var found: [String: Int64] = [:]
                         for item in content.dropFirst("# offsets ".count).split(separator: " ") {
                             guard let equals = item.lastIndex(of: "="), let offset = Int64(item[item.index(after: equals)...]) else { continue }
-                            stored.offsets[String(item[..<equals])] = offset
+                            found[String(item[..<equals])] = offset
                         }
+                        offsets(found)
                     }
                     continue
                 }
@@ -85,22 +148,16 @@ public enum StateFiles {
                     malformed = text(line)
                     return
                 }
-                let ownerRange = line.lowerBound..<firstTab
-                let ownerSlice = UnsafeBufferPointer(rebasing: buffer[ownerRange])
-                if ownerBytes.map({ !$0.elementsEqual(ownerSlice) }) ?? true {
-                    owner = text(ownerRange)
-                    ownerBytes = ownerSlice
-                }
+                let owner = bytes(line.lowerBound..<firstTab)
                 let rest = (firstTab + 1)..<line.upperBound
                 if let secondTab = rest.first(where: { buffer[$0] == 0x09 }) {
-                    stored.entries.append(.init(owner: owner, key: text(rest.lowerBound..<secondTab), value: text((secondTab + 1)..<line.upperBound)))
+                    guard entry(owner, bytes(rest.lowerBound..<secondTab), bytes((secondTab + 1)..<line.upperBound)) else { return }
                 } else {
-                    stored.tombstones.append((owner, text(rest)))
+                    tombstone(owner, bytes(rest))
                 }
             }
         }
         if let malformed { throw MapperError(.stateFile, "\(path): malformed line '\(malformed.prefix(120))'") }
-        return stored
     }
 
     /// Reads an offsets file (`topic:partition offset` lines); nil when it does not exist. A file
@@ -247,13 +304,29 @@ public enum StateFiles {
     /// line after its leading blanks as the pattern, so nothing may follow it).
     @inline(__always)
     static func appendMapLine(key: String, value: String?, to out: inout [UInt8]) {
-        if key.utf8.first == UInt8(ascii: "#") { out.append(0x20) }
-        appendUTF8(key, to: &out)
+        withUTF8(key) { key in
+            guard let value else { return appendMapLine(key: key, value: nil, to: &out) }
+            withUTF8(value) { appendMapLine(key: key, value: $0, to: &out) }
+        }
+    }
+
+    @inline(__always)
+    static func appendMapLine(key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>?, to out: inout [UInt8]) {
+        if key.first == UInt8(ascii: "#") { out.append(0x20) }
+        out.append(contentsOf: key)
         if let value {
             out.append(0x20)
-            appendUTF8(value, to: &out)
+            out.append(contentsOf: value)
         }
         out.append(0x0A)
+    }
+
+    /// The string's UTF-8 bytes, without a copy when they are contiguous.
+    @inline(__always)
+    static func withUTF8<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let result = string.utf8.withContiguousStorageIfAvailable(body) { return result }
+        var copy = string
+        return copy.withUTF8(body)
     }
 
     /// A map's state file and, when asked for, its HAProxy map file, built together in one pass
@@ -306,11 +379,20 @@ public enum StateFiles {
         }
 
         public mutating func append(owner: String, key: String, value: String) {
-            StateFiles.appendUTF8(owner, to: &state)
+            StateFiles.withUTF8(owner) { owner in
+                StateFiles.withUTF8(key) { key in
+                    StateFiles.withUTF8(value) { value in append(owner: owner, key: key, value: value) }
+                }
+            }
+        }
+
+        /// An entry, from its bytes (a map's contents: ``MapContents/forEachEntryBytes(_:)``).
+        public mutating func append(owner: UnsafeBufferPointer<UInt8>, key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
+            state.append(contentsOf: owner)
             state.append(0x09)
-            StateFiles.appendUTF8(key, to: &state)
+            state.append(contentsOf: key)
             state.append(0x09)
-            StateFiles.appendUTF8(value, to: &state)
+            state.append(contentsOf: value)
             state.append(0x0A)
             if map != nil { StateFiles.appendMapLine(key: key, value: patternsOnly ? nil : value, to: &map!) }
         }

@@ -30,6 +30,32 @@ struct StateFilesTests {
         #expect(try StateFiles.readState(path: directory.file("absent.state")) == nil)
     }
 
+    @Test("a state file read straight into contents holds what it holds read as text: entries in order, owners, offsets; an unknown owner is an error")
+    func stateReadIntoContents() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var stored = StoredMap()
+        stored.entries = Self.awkward.enumerated().map {
+            StoredMap.Entry(owner: ["-", "changes:0", "changes:1"][$0.offset % 3], key: $0.element.key, value: $0.element.value)
+        }
+        // A key listed twice (only a hand-made file can): the first wins, as everywhere.
+        stored.entries.append(StoredMap.Entry(owner: "changes:1", key: Self.awkward[0].key, value: "second"))
+        stored.entries.append(StoredMap.Entry(owner: "changes:0", key: "", value: "empty key"))
+        stored.tombstones = [("changes:1", "gone.example.com")]
+        stored.offsets = ["changes:0": 42, "changes:1": 7]
+        let path = directory.file("hosts.state")
+        try StateFiles.writeAtomically(path: path, bytes: StateFiles.stateFile(stored, title: "map hosts"))
+        let ids: [String: MapContents.Owner] = ["-": MapContents.unowned, "changes:0": 0, "changes:1": 1]
+        let read = try #require(try StateFiles.readStateContents(path: path, owner: { ids[$0] }))
+        let expected = MapContents(owned: stored.entries.map { MapContents.Entry(key: MapKey($0.key), value: $0.value, owner: ids[$0.owner]!) })
+        #expect(read.contents.ownedEntries() == expected.ownedEntries())
+        #expect(read.contents.count == Self.awkward.count + 1)
+        #expect(read.offsets == stored.offsets && read.tombstones == 1)
+        #expect(read.seal == StateFiles.seal(path: path))
+        #expect(try StateFiles.readStateContents(path: directory.file("absent.state"), owner: { ids[$0] }) == nil)
+        #expect(throws: MapperError.self) { try StateFiles.readStateContents(path: path, owner: { $0 == "-" ? MapContents.unowned : nil }) }
+    }
+
     @Test("files streamed a piece at a time are byte for byte the files built whole, seal included", arguments: [1, 64, 1000, 1 << 20])
     func streamedFiles(bufferLimit: Int) throws {
         let directory = try TemporaryDirectory()
