@@ -65,6 +65,9 @@ final class Pipeline {
         policy = BatchPolicy(
             maxEvents: configuration.batch.maxEvents, maxWait: .milliseconds(configuration.batch.maxWaitMilliseconds),
             backlogMaxEvents: backlog.maxEvents, commitInterval: .milliseconds(configuration.commitIntervalMilliseconds))
+        // A session that ends (HAProxy restarted, a reload's old worker gone) wakes the loop, which
+        // synchronises at once rather than at the next periodic check, up to an interval later.
+        applier.onDisconnect = { [backlog] in backlog.poke() }
     }
 
     /// The offsets the state directory last recorded (see ``startStore()``).
@@ -123,7 +126,7 @@ final class Pipeline {
             if let storeInFlight, storeInFlight.isFinished { await finishStore(committing: true) }
             let now = ContinuousClock.now
             if now >= lastCommit + policy.storeInterval { await commit() }
-            if now >= lastCheck + checkInterval {
+            if now >= lastCheck + checkInterval || !applier.isConnected {
                 lastCheck = now
                 guard try await checkHAProxy() else { break }
             }

@@ -93,6 +93,7 @@ extension MapApplier {
             throw RuntimeConnection.unwrap(error)
         }
         connection = fresh
+        if let onDisconnect { fresh.whenClosed(onDisconnect) }
         return fresh
     }
 

@@ -70,6 +70,10 @@ public final class MapApplier {
     public private(set) var exclusive = true
     /// In shared mode, the sources whose keys this bridge writes.
     public private(set) var owned: Set<MapContents.Owner> = []
+    /// Called when the session with HAProxy ends (HAProxy stopped or restarted, a reload's old
+    /// worker left): whoever drives the applier can synchronise at once instead of at its next
+    /// periodic check.
+    public var onDisconnect: (@Sendable () -> Void)?
     public internal(set) var info: HAProxyInfo?
     public internal(set) var costModel = ApplyCostModel()
     /// A new HAProxy process was seen and the synchronisation that answers it has not completed.

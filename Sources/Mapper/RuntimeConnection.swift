@@ -98,6 +98,12 @@ public final class RuntimeConnection: Sendable {
 
     public var isActive: Bool { channel.isActive }
 
+    /// Calls `body` once the session has ended, whoever ended it (HAProxy stopping, a reload's
+    /// old worker leaving, a close here).
+    public func whenClosed(_ body: @escaping @Sendable () -> Void) {
+        channel.closeFuture.whenComplete { _ in body() }
+    }
+
     /// Closes the session; commands in flight fail.
     public func close() async {
         try? await channel.close()

@@ -114,7 +114,10 @@ struct ReliabilityTests {
         /// own timeouts). `strategy` makes it a group member with that assignment strategy, for
         /// the tests about bridges sharing a group: those set a 6 s session timeout, because they
         /// are about handovers, which a dead member's 45 s default would only slow down.
-        func yaml(group: String = "reliability", extra: String = "", backlog: String = "", strategy: String? = nil, kafkaProperties: [String] = []) -> String {
+        func yaml(
+            group: String = "reliability", extra: String = "", backlog: String = "", strategy: String? = nil, kafkaProperties: [String] = [],
+            checkIntervalMilliseconds: Int = 500
+        ) -> String {
             var properties = kafkaProperties
             if strategy != nil { properties += ["session.timeout.ms: \"6000\"", "heartbeat.interval.ms: \"500\""] }
             if let debug = ProcessInfo.processInfo.environment["RDKAFKA_DEBUG"] { properties.append("debug: \"\(debug)\"") }
@@ -126,7 +129,7 @@ struct ReliabilityTests {
                 haproxy:
                   socket: "\(haproxy.endpoint)"
                   timeout_ms: 2000
-                  check_interval_ms: 500
+                  check_interval_ms: \(checkIntervalMilliseconds)
                   reconnect: { initial_ms: 50, max_ms: 500 }
                 topics:
                   - name: changes
@@ -349,8 +352,13 @@ struct ReliabilityTests {
             let bridge = try world.bridge(world.yaml())
             try bridge.start()
             let stream = world.workload.start()
+            // Each process change is noticed and both maps compared before the next one: a
+            // change that comes during a comparison interrupts it (the next process is compared).
             func noticed(_ count: Int, _ what: String) async throws {
-                try await waitUntil("the bridge to notice \(what)", timeout: 30) { bridge.logLines(containing: "HAProxy restarted or reloaded").count >= count }
+                try await waitUntil("the bridge to notice \(what) and compare both maps", timeout: 30) {
+                    bridge.logLines(containing: "HAProxy restarted or reloaded").count >= count
+                        && bridge.logLines(containing: "compared with HAProxy after a restart or reload").count >= 2 * count
+                }
             }
             try await waitForProgress(world)
             try await world.haproxy.restart()
@@ -380,6 +388,30 @@ struct ReliabilityTests {
             print(
                 "reliability: HAProxy restart test: \(world.workload.log.count) events, 2 restarts + 1 reload, \(restarts) noticed, \(comparisons) map comparisons, \(repairs) repaired, lost changes: 0"
             )
+        }
+    }
+
+    @Test(
+        "HAProxy restarted while no event comes: the bridge notices the ended session at once, not at its next periodic check, and restores what HAProxy's file lacked"
+    )
+    func restartNoticedAtOnce() async throws {
+        try await withWorld { world in
+            // The periodic check is pushed beyond the test's end: only the ended session can make
+            // the bridge look at HAProxy again.
+            let bridge = try world.bridge(world.yaml(checkIntervalMilliseconds: 3_600_000))
+            try bridge.start()
+            for n in 0..<200 { try world.workload.produce(key: "restart-\(n).example.com", value: "be_\(n)", json: n % 2 == 0) }
+            try world.workload.producer.flush()
+            try await waitUntil("the maps to converge", timeout: 60) { world.converged() }
+            // Stored and committed: no store rewrites the map files from here on.
+            try await waitUntil("every offset committed", timeout: 60) { world.committedEverything() }
+            await world.haproxy.stop()
+            // HAProxy comes back from a map file without the bridge's entries (an old backup).
+            try "".write(toFile: world.haproxy.mapPath("hosts"), atomically: true, encoding: .utf8)
+            try await world.haproxy.start()
+            try await waitUntil("the bridge to restore the map", timeout: 30) { world.converged() }
+            #expect(bridge.logLines(containing: "HAProxy restarted or reloaded").count == 1)
+            #expect(try await bridge.terminate() == 0)
         }
     }
 
