@@ -113,7 +113,7 @@ struct Bench: AsyncParsableCommand {
                 entries: largeEntries)
             table.add("W5 HAProxy restarted: it loads the map file again", seconds: w5.haproxyRestart, entries: largeEntries)
             table.add(
-                "W5 resync after that restart (noticed by the periodic check, read, compare)", seconds: w5.resync, versus: w5.haproxyLoad, entries: largeEntries
+                "W5 resync after that restart (reconnect, read, compare)", seconds: w5.resync, versus: w5.haproxyLoad, entries: largeEntries
             )
             table.add(
                 "W5 \(largeChanges) changes to existing keys", rate: w5.changesRate, unit: "events/s", rss: w5.peakRSS, haproxyRSS: w5.haproxyRSS,

@@ -145,7 +145,10 @@ struct CoalescerTests {
             }
             // A consumer: while paused it delivers nothing; each burst fills the backlog.
             for round in 0..<rounds {
-                let deadline = Date().addingTimeInterval(5)
+                // A consumer left paused stays paused for ever; the bound only ends the test. It is
+                // generous: in a full test run the pipeline's task can wait seconds for a thread
+                // of the concurrency pool (5 s failed that way, with nothing stuck).
+                let deadline = Date().addingTimeInterval(60)
                 runQueued()
                 while commands.withLock({ $0.last == "pause" }) {
                     guard Date() < deadline else {
