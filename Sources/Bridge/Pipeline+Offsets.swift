@@ -64,7 +64,7 @@ extension Pipeline {
         let snapshots = maps.sorted().map { map in
             let taken = applier.takeTombstones(of: map)
             tombstones[map] = taken
-            return MapSnapshot(map: map, contents: applier.contents(of: map), tombstones: taken)
+            return MapSnapshot(map: map, entries: applier.contents(of: map).listing, tombstones: taken)
         }
         let owned: Set<MapContents.Owner>? = isExclusive ? nil : Set(ownedPartitions.map(owners.id))
         let (store, backlog) = (self.store, self.backlog)

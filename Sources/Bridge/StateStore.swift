@@ -53,22 +53,23 @@ final class OwnerTable: Sendable {
     }
 }
 
-/// One map's state to store: its contents (a copy-on-write copy: taking it costs nothing, and the
-/// pipeline's next change copies the storage once), its tombstones, what to write.
+/// One map's state to store: its entries as they were (a ``MapContents/Listing``: taking it
+/// copies nothing, and the pipeline's changes meanwhile copy only the pages they touch), its
+/// tombstones, what to write.
 struct MapSnapshot: Sendable {
     var map: Int
-    var contents: MapContents
+    var entries: MapContents.Listing
     var tombstones: [MapKey: MapContents.Owner]
 
-    init(map: Int, contents: MapContents, tombstones: [MapKey: MapContents.Owner]) {
+    init(map: Int, entries: MapContents.Listing, tombstones: [MapKey: MapContents.Owner]) {
         self.map = map
-        self.contents = contents
+        self.entries = entries
         self.tombstones = tombstones
     }
 
     /// A snapshot of these entries, in order.
     init(map: Int, entries: [MapContents.Entry], tombstones: [MapKey: MapContents.Owner]) {
-        self.init(map: map, contents: MapContents(owned: entries), tombstones: tombstones)
+        self.init(map: map, entries: MapContents(owned: entries).listing, tombstones: tombstones)
     }
 }
 
@@ -319,7 +320,7 @@ final class StateStore: Sendable {
                     let ownedNames = Set(owned.map(owners.name))
                     // Keys byte for byte (MapKey), as HAProxy compares them: a Set<String> would
                     // take two spellings of "café" for one key and drop one of them.
-                    let entries = snapshot.contents.ownedEntries()
+                    let entries = snapshot.entries.ownedEntries()
                     var mine = Set<MapKey>()
                     for entry in entries where owned.contains(entry.owner) { mine.insert(entry.key) }
                     for (key, owner) in snapshot.tombstones where owned.contains(owner) { mine.insert(key) }
@@ -347,12 +348,12 @@ final class StateStore: Sendable {
                 } else {
                     // The only writer: this bridge's view is the file, written straight from it.
                     files = StateFiles.Builder(
-                        title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.contents.count, kind: map.kind,
+                        title: title, offsets: offsetNames, mapHeader: mapHeader(offsetNames), capacity: snapshot.entries.count, kind: map.kind,
                         bufferLimit: Self.writeBuffer)
                     // Straight from the contents' bytes (no String per entry), with one name per
                     // owner (a partition), not one lock and one interpolation per entry.
                     var names: [MapContents.Owner: [UInt8]] = [:]
-                    try snapshot.contents.forEachEntryBytes { key, value, owner in
+                    try snapshot.entries.forEachEntryBytes { key, value, owner in
                         let name = names[owner] ?? Array(owners.name(owner).utf8)
                         names[owner] = name
                         name.withUnsafeBufferPointer { files.append(owner: $0, key: key, value: value) }

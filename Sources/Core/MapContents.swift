@@ -34,17 +34,142 @@ public struct MapContents: Sendable {
         }
     }
 
-    /// One entry: its key's bytes at `offset` in the arena, its value's right after them.
+    /// One entry: its key's bytes at `offset` in arena page `page`, its value's right after them.
     struct Record: Sendable {
-        var offset: Int
+        var page: UInt32
+        var offset: UInt32
         var keyLength: UInt32
         var valueLength: UInt32
         var hash: UInt32
         var owner: Owner
+
+        var isRemoved: Bool { owner == MapContents.removedOwner }
+        var length: Int { Int(keyLength) + Int(valueLength) }
     }
 
-    private var arena: [UInt8] = []
-    private var records: [Record] = []
+    /// The entries, paged: records in HAProxy's order, ``Pages/recordsPerPage`` a page, and the
+    /// arena in pages of ``Pages/arenaPage`` bytes (an entry never straddles two). A copy of the
+    /// contents (a store's snapshot, a rebuild's listing) shares every page, and a change made
+    /// while it lives copies only the pages it touches, not millions of entries.
+    struct Pages: Sendable {
+        static let recordShift = 12
+        static let recordsPerPage = 1 << recordShift
+        static let arenaPage = 1 << 20
+
+        var records: [[Record]] = []
+        var arena: [[UInt8]] = []
+        var count = 0
+
+        subscript(record: Int) -> Record {
+            get { records[record >> Self.recordShift][record & (Self.recordsPerPage - 1)] }
+            _modify { yield &records[record >> Self.recordShift][record & (Self.recordsPerPage - 1)] }
+        }
+
+        mutating func append(_ record: Record) {
+            if count & (Self.recordsPerPage - 1) == 0 {
+                var page: [Record] = []
+                page.reserveCapacity(Self.recordsPerPage)
+                records.append(page)
+            }
+            records[records.count - 1].append(record)
+            count += 1
+        }
+
+        mutating func removeLast() -> Record {
+            let last = records[records.count - 1].removeLast()
+            if records[records.count - 1].isEmpty { records.removeLast() }
+            count -= 1
+            return last
+        }
+
+        /// Stores an entry's bytes; returns where.
+        mutating func store(_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> (page: UInt32, offset: UInt32) {
+            let length = key.count + value.count
+            if arena.isEmpty || arena[arena.count - 1].count + length > Self.arenaPage {
+                var page: [UInt8] = []
+                page.reserveCapacity(max(Self.arenaPage, length))
+                arena.append(page)
+            }
+            let page = arena.count - 1
+            let offset = arena[page].count
+            arena[page].append(contentsOf: key)
+            arena[page].append(contentsOf: value)
+            return (UInt32(page), UInt32(offset))
+        }
+
+        /// Gives back a record's bytes when they are the arena's last ones; returns whether it did.
+        mutating func releaseIfLast(_ record: Record) -> Bool {
+            guard Int(record.page) == arena.count - 1, Int(record.offset) + record.length == arena[arena.count - 1].count else { return false }
+            arena[arena.count - 1].removeLast(record.length)
+            if arena[arena.count - 1].isEmpty { arena.removeLast() }
+            return true
+        }
+
+        func withBytes<R>(of record: Record, _ body: (_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+            try arena[Int(record.page)].withUnsafeBufferPointer { page in
+                let start = Int(record.offset)
+                let keyEnd = start + Int(record.keyLength)
+                return try body(
+                    UnsafeBufferPointer(rebasing: page[start..<keyEnd]), UnsafeBufferPointer(rebasing: page[keyEnd..<(keyEnd + Int(record.valueLength))]))
+            }
+        }
+
+        /// Calls `body` with every record's number and the record, in order, removed ones too.
+        func forEachRecord(from start: Int = 0, _ body: (Int, Record) throws -> Bool) rethrows {
+            var index = start
+            while index < count {
+                let page = records[index >> Self.recordShift]
+                for slot in (index & (Self.recordsPerPage - 1))..<page.count {
+                    guard try body(index, page[slot]) else { return }
+                    index += 1
+                }
+            }
+        }
+    }
+
+    /// The entries as they are now, to list while the contents go on changing (a store writing
+    /// them, a rebuild sending them): it shares the contents' pages, without their look-up table.
+    public struct Listing: Sendable {
+        let pages: Pages
+        public let count: Int
+
+        /// Every position rank is below this.
+        public var sequenceBound: UInt64 { UInt64(pages.count) }
+
+        /// Calls `body` with every entry's key and value bytes and owner, in HAProxy's order,
+        /// making no `String`s (stores and rebuilds of millions of entries).
+        public func forEachEntryBytes(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, Owner) throws -> Void) rethrows {
+            try pages.forEachRecord { _, record in
+                if !record.isRemoved { try pages.withBytes(of: record) { try body($0, $1, record.owner) } }
+                return true
+            }
+        }
+
+        /// Up to `limit` entries in HAProxy's order, from position rank `start` on, and the rank
+        /// to go on from (``sequenceBound`` at the end): millions of entries listed a part at a time.
+        public func entries(from start: UInt64, limit: Int) -> (entries: [(key: MapKey, value: String)], next: UInt64) {
+            var part: [(key: MapKey, value: String)] = []
+            part.reserveCapacity(min(limit, count))
+            var next = Int(start)
+            pages.forEachRecord(from: Int(start)) { index, record in
+                guard part.count < limit else { return false }
+                next = index + 1
+                if !record.isRemoved { part.append(pages.withBytes(of: record) { (MapKey(text($0)), text($1)) }) }
+                return true
+            }
+            return (part, UInt64(next))
+        }
+
+        /// Every entry with its owner, in HAProxy's order.
+        public func ownedEntries() -> [Entry] {
+            var all: [Entry] = []
+            all.reserveCapacity(count)
+            forEachEntryBytes { key, value, owner in all.append(Entry(key: MapKey(text(key)), value: text(value), owner: owner)) }
+            return all
+        }
+    }
+
+    private var pages = Pages()
     /// Linear probing: a record's number plus one, or 0 for an empty slot; a power of two long.
     private var table: [UInt32] = []
     private var live = 0
@@ -74,7 +199,8 @@ public struct MapContents: Sendable {
         var duplicated = false
         for (key, value) in entries {
             count += 1
-            if !contents.appendIfAbsent(key, value, owner) { duplicated = true }
+            let appended = Self.withBytes(key) { key in Self.withBytes(value) { contents.appendIfAbsent(key: key, value: $0, owner: owner) } }
+            if !appended { duplicated = true }
         }
         return (contents, count, duplicated)
     }
@@ -82,23 +208,27 @@ public struct MapContents: Sendable {
     /// Builds contents from owned entries in order (a state file).
     public init(owned entries: some Sequence<Entry>) {
         reserve(entries.underestimatedCount)
-        for entry in entries { _ = appendIfAbsent(entry.key.string, entry.value, entry.owner) }
+        for entry in entries {
+            Self.withBytes(entry.key.string) { key in Self.withBytes(entry.value) { _ = appendIfAbsent(key: key, value: $0, owner: entry.owner) } }
+        }
     }
 
     /// Makes room for `count` entries at once (growing toward millions of entries re-places every
     /// entry at each doubling).
     public mutating func reserve(_ count: Int) {
-        guard count > 0 else { return }
-        records.reserveCapacity(count)
-        if Self.tableSize(for: count) > table.count { rebuildTable(size: Self.tableSize(for: count)) }
+        guard count > 0, Self.tableSize(for: count) > table.count else { return }
+        rebuildTable(size: Self.tableSize(for: count))
     }
 
     public var count: Int { live }
     public var isEmpty: Bool { live == 0 }
 
+    /// The entries as they are now, listed while the contents go on changing.
+    public var listing: Listing { Listing(pages: pages, count: live) }
+
     public subscript(key: MapKey) -> String? {
         guard let record = find(key)?.record else { return nil }
-        return value(of: record)
+        return pages.withBytes(of: pages[record]) { text($1) }
     }
 
     public func contains(_ key: MapKey) -> Bool { find(key) != nil }
@@ -106,12 +236,13 @@ public struct MapContents: Sendable {
     /// The key's value and owner, in one look-up.
     public func valueAndOwner(of key: MapKey) -> (value: String?, owner: Owner?) {
         guard let record = find(key)?.record else { return (nil, nil) }
-        return (value(of: record), records[record].owner)
+        let found = pages[record]
+        return (pages.withBytes(of: found) { text($1) }, found.owner)
     }
 
     /// Who owns the key's entry, when there is one.
     public func owner(of key: MapKey) -> Owner? {
-        find(key).map { records[$0.record].owner }
+        find(key).map { pages[$0.record].owner }
     }
 
     /// Sets the value, keeping the key's position, or appends the key when it is new.
@@ -119,10 +250,12 @@ public struct MapContents: Sendable {
         if !tombstones.isEmpty { tombstones[key] = nil }
         reserveOneMore()
         Self.withBytes(key.string) { keyBytes in
-            let hash = Self.hash(keyBytes)
-            switch probe(keyBytes, hash) {
-            case .found(_, let record): replaceValue(of: record, key: keyBytes, value: value, owner: owner)
-            case .absent(let slot): append(keyBytes, value, hash, owner, slot: slot)
+            Self.withBytes(value) { valueBytes in
+                let hash = Self.hash(keyBytes)
+                switch probe(keyBytes, hash) {
+                case .found(_, let record): replaceValue(of: record, key: keyBytes, value: valueBytes, owner: owner)
+                case .absent(let slot): append(keyBytes, valueBytes, hash, owner, slot: slot)
+                }
             }
         }
     }
@@ -168,79 +301,59 @@ public struct MapContents: Sendable {
     /// the key is absent. No `String` is made.
     package func matchAndSequence(of key: String, value: String) -> (equal: Bool, sequence: UInt64)? {
         guard let record = Self.withBytes(key, { find($0, Self.hash($0))?.record }) else { return nil }
-        let equal = Self.withBytes(value) { valueBytes in
-            withValueBytes(of: record) { stored in stored.count == valueBytes.count && Self.same(stored, valueBytes) }
-        }
+        let equal = Self.withBytes(value) { wanted in pages.withBytes(of: pages[record]) { Self.same($1, wanted) } }
         return (equal, UInt64(record))
     }
 
     /// Every position rank given so far is below this; at most about twice ``count``, as removed
     /// records are compacted away.
-    package var sequenceBound: UInt64 { UInt64(records.count) }
+    package var sequenceBound: UInt64 { UInt64(pages.count) }
 
     /// Calls `body` with every key and its position rank, in order.
     package func forEachKey(_ body: (MapKey, UInt64) -> Void) {
-        for index in records.indices where records[index].owner != Self.removedOwner { body(key(of: index), UInt64(index)) }
+        pages.forEachRecord { index, record in
+            if !record.isRemoved { body(pages.withBytes(of: record) { key, _ in MapKey(text(key)) }, UInt64(index)) }
+            return true
+        }
     }
 
     /// Calls `body` with every position rank, in order; `key(atSequence:)` names one.
     package func forEachSequence(_ body: (UInt64) -> Void) {
-        for index in records.indices where records[index].owner != Self.removedOwner { body(UInt64(index)) }
+        pages.forEachRecord { index, record in
+            if !record.isRemoved { body(UInt64(index)) }
+            return true
+        }
     }
 
     /// The key at a position rank given by ``forEachSequence(_:)``.
-    package func key(atSequence sequence: UInt64) -> MapKey { key(of: Int(sequence)) }
+    package func key(atSequence sequence: UInt64) -> MapKey { pages.withBytes(of: pages[Int(sequence)]) { key, _ in MapKey(text(key)) } }
 
     /// Calls `body` with every entry's key and value bytes and owner, in HAProxy's order, making
-    /// no `String`s (stores and rebuilds of millions of entries).
+    /// no `String`s.
     public func forEachEntryBytes(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, Owner) throws -> Void) rethrows {
-        try arena.withUnsafeBufferPointer { arena in
-            for record in records where record.owner != Self.removedOwner {
-                let keyEnd = record.offset + Int(record.keyLength)
-                try body(
-                    UnsafeBufferPointer(rebasing: arena[record.offset..<keyEnd]),
-                    UnsafeBufferPointer(rebasing: arena[keyEnd..<(keyEnd + Int(record.valueLength))]), record.owner)
-            }
-        }
+        try listing.forEachEntryBytes(body)
     }
 
     /// Every entry, in HAProxy's order (`ordered` is kept for callers: the order costs nothing).
     public func entries(ordered: Bool = true) -> [(key: MapKey, value: String)] {
-        var all: [(key: MapKey, value: String)] = []
-        all.reserveCapacity(live)
-        for index in records.indices where records[index].owner != Self.removedOwner { all.append((key(of: index), value(of: index))) }
-        return all
+        listing.entries(from: 0, limit: .max).entries
     }
 
-    /// Up to `limit` entries in HAProxy's order, from position rank `start` on, and the rank to go
-    /// on from (``sequenceBound`` at the end): a map of millions of entries listed a part at a time.
+    /// Up to `limit` entries from position rank `start` on (see ``Listing/entries(from:limit:)``).
     public func entries(from start: UInt64, limit: Int) -> (entries: [(key: MapKey, value: String)], next: UInt64) {
-        var part: [(key: MapKey, value: String)] = []
-        part.reserveCapacity(min(limit, live))
-        var index = Int(start)
-        while index < records.count && part.count < limit {
-            if records[index].owner != Self.removedOwner { part.append((key(of: index), value(of: index))) }
-            index += 1
-        }
-        return (part, UInt64(index))
+        listing.entries(from: start, limit: limit)
     }
 
     /// Every entry with its owner, in HAProxy's order.
-    public func ownedEntries(ordered: Bool = true) -> [Entry] {
-        var all: [Entry] = []
-        all.reserveCapacity(live)
-        for index in records.indices where records[index].owner != Self.removedOwner {
-            all.append(Entry(key: key(of: index), value: value(of: index), owner: records[index].owner))
-        }
-        return all
-    }
+    public func ownedEntries(ordered: Bool = true) -> [Entry] { listing.ownedEntries() }
 
     /// Replaces every entry and tombstone of `owners` with the given ones (another bridge's
     /// stored view of partitions this one has just been given); other entries stay as they are.
     public mutating func replace(owners: Set<Owner>, with entries: [Entry], tombstones removed: [MapKey: Owner]) {
         var dropped: [MapKey] = []
-        for index in records.indices where records[index].owner != Self.removedOwner && owners.contains(records[index].owner) {
-            dropped.append(key(of: index))
+        pages.forEachRecord { _, record in
+            if !record.isRemoved && owners.contains(record.owner) { dropped.append(pages.withBytes(of: record) { key, _ in MapKey(text(key)) }) }
+            return true
         }
         for key in dropped { removeEntry(key) }
         for (key, owner) in tombstones where owners.contains(owner) { tombstones[key] = nil }
@@ -252,6 +365,17 @@ public struct MapContents: Sendable {
             removeEntry(key)
             tombstones[key] = owner
         }
+    }
+
+    /// Appends an entry from its bytes (a state file read into contents) unless its key is there
+    /// (the first wins); returns whether it was appended. The bytes are UTF-8 the bridge wrote.
+    @discardableResult
+    package mutating func appendIfAbsent(key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, owner: Owner) -> Bool {
+        reserveOneMore()
+        let hash = Self.hash(key)
+        guard case .absent(let slot) = probe(key, hash) else { return false }
+        append(key, value, hash, owner, slot: slot)
+        return true
     }
 
     // MARK: - Storage
@@ -273,82 +397,46 @@ public struct MapContents: Sendable {
     /// The slot holding the key, or the empty slot where it would go. The table is never full.
     private func probe(_ key: UnsafeBufferPointer<UInt8>, _ hash: UInt32) -> Probe {
         table.withUnsafeBufferPointer { table in
-            records.withUnsafeBufferPointer { records in
-                arena.withUnsafeBufferPointer { arena in
-                    let mask = table.count - 1
-                    var slot = Int(hash) & mask
-                    while true {
-                        let stored = table[slot]
-                        if stored == 0 { return .absent(slot: slot) }
-                        let record = records[Int(stored &- 1)]
-                        if record.hash == hash, Int(record.keyLength) == key.count,
-                            key.isEmpty || memcmpBytes(arena.baseAddress! + record.offset, key.baseAddress!, key.count)
-                        {
-                            return .found(slot: slot, record: Int(stored &- 1))
-                        }
-                        slot = (slot &+ 1) & mask
-                    }
+            let mask = table.count - 1
+            var slot = Int(hash) & mask
+            while true {
+                let stored = table[slot]
+                if stored == 0 { return .absent(slot: slot) }
+                let record = pages[Int(stored &- 1)]
+                if record.hash == hash, Int(record.keyLength) == key.count, pages.withBytes(of: record, { held, _ in Self.same(held, key) }) {
+                    return .found(slot: slot, record: Int(stored &- 1))
                 }
+                slot = (slot &+ 1) & mask
             }
         }
     }
 
-    private mutating func append(_ key: UnsafeBufferPointer<UInt8>, _ value: String, _ hash: UInt32, _ owner: Owner, slot: Int) {
-        let offset = arena.count
-        arena.append(contentsOf: key)
-        let valueLength = Self.appendUTF8(value, to: &arena)
-        records.append(Record(offset: offset, keyLength: UInt32(key.count), valueLength: UInt32(valueLength), hash: hash, owner: owner))
-        table[slot] = UInt32(records.count)
+    private mutating func append(_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>, _ hash: UInt32, _ owner: Owner, slot: Int) {
+        let (page, offset) = pages.store(key, value)
+        pages.append(Record(page: page, offset: offset, keyLength: UInt32(key.count), valueLength: UInt32(value.count), hash: hash, owner: owner))
+        table[slot] = UInt32(pages.count)
         live += 1
-    }
-
-    /// Appends an entry from its bytes (a state file read into contents) unless its key is there
-    /// (the first wins); returns whether it was appended. The bytes are UTF-8 the bridge wrote.
-    @discardableResult
-    package mutating func appendIfAbsent(key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, owner: Owner) -> Bool {
-        reserveOneMore()
-        let hash = Self.hash(key)
-        guard case .absent(let slot) = probe(key, hash) else { return false }
-        let offset = arena.count
-        arena.append(contentsOf: key)
-        arena.append(contentsOf: value)
-        records.append(Record(offset: offset, keyLength: UInt32(key.count), valueLength: UInt32(value.count), hash: hash, owner: owner))
-        table[slot] = UInt32(records.count)
-        live += 1
-        return true
-    }
-
-    /// Appends the entry unless its key is there; returns whether it was appended.
-    private mutating func appendIfAbsent(_ key: String, _ value: String, _ owner: Owner) -> Bool {
-        reserveOneMore()
-        return Self.withBytes(key) { keyBytes in
-            let hash = Self.hash(keyBytes)
-            guard case .absent(let slot) = probe(keyBytes, hash) else { return false }
-            append(keyBytes, value, hash, owner, slot: slot)
-            return true
-        }
     }
 
     /// A new value for a record in place: written over the old one when it fits, else the entry's
     /// bytes move to the arena's end.
-    private mutating func replaceValue(of record: Int, key: UnsafeBufferPointer<UInt8>, value: String, owner: Owner) {
-        records[record].owner = owner
-        Self.withBytes(value) { valueBytes in
-            let old = records[record]
-            if valueBytes.count <= Int(old.valueLength) {
-                let start = old.offset + Int(old.keyLength)
-                arena.withUnsafeMutableBufferPointer { arena in
-                    if let base = valueBytes.baseAddress { (arena.baseAddress! + start).update(from: base, count: valueBytes.count) }
+    private mutating func replaceValue(of record: Int, key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, owner: Owner) {
+        let old = pages[record]
+        pages[record].owner = owner
+        if value.count <= Int(old.valueLength) {
+            if !value.isEmpty {
+                pages.arena[Int(old.page)].withUnsafeMutableBufferPointer { page in
+                    (page.baseAddress! + Int(old.offset) + Int(old.keyLength)).update(from: value.baseAddress!, count: value.count)
                 }
-                garbage += Int(old.valueLength) - valueBytes.count
-                records[record].valueLength = UInt32(valueBytes.count)
-            } else {
-                garbage += Int(old.keyLength) + Int(old.valueLength)
-                records[record].offset = arena.count
-                arena.append(contentsOf: key)
-                arena.append(contentsOf: valueBytes)
-                records[record].valueLength = UInt32(valueBytes.count)
             }
+            garbage += Int(old.valueLength) - value.count
+            pages[record].valueLength = UInt32(value.count)
+        } else {
+            garbage += old.length
+            let (page, offset) = pages.store(key, value)
+            pages[record].page = page
+            pages[record].offset = offset
+            pages[record].valueLength = UInt32(value.count)
         }
         compactIfWasteful()
     }
@@ -357,19 +445,16 @@ public struct MapContents: Sendable {
     @discardableResult
     private mutating func removeEntry(_ key: MapKey) -> String? {
         guard let (slot, record) = find(key) else { return nil }
-        let value = value(of: record)
+        let value = pages.withBytes(of: pages[record]) { text($1) }
         removeSlot(slot)
-        garbage += Int(records[record].keyLength) + Int(records[record].valueLength)
-        records[record].owner = Self.removedOwner
+        garbage += pages[record].length
+        pages[record].owner = Self.removedOwner
         live -= 1
-        if record == records.count - 1 {
+        if record == pages.count - 1 {
             // The last record goes at once (a key moved to the end and back), and its bytes too
             // when they are the arena's last ones.
-            let last = records.removeLast()
-            if last.offset + Int(last.keyLength) + Int(last.valueLength) == arena.count {
-                garbage -= Int(last.keyLength) + Int(last.valueLength)
-                arena.removeLast(arena.count - last.offset)
-            }
+            let last = pages.removeLast()
+            if pages.releaseIfLast(last) { garbage -= last.length }
         }
         compactIfWasteful()
         return value
@@ -381,7 +466,7 @@ public struct MapContents: Sendable {
         var hole = slot
         var next = (hole + 1) & mask
         while table[next] != 0 {
-            let home = Int(records[Int(table[next] - 1)].hash) & mask
+            let home = Int(pages[Int(table[next] - 1)].hash) & mask
             // The entry may fill the hole unless its home lies cyclically in (hole, next].
             let stays = hole < next ? (home > hole && home <= next) : (home > hole || home <= next)
             if !stays {
@@ -408,12 +493,12 @@ public struct MapContents: Sendable {
         var fresh = [UInt32](repeating: 0, count: size)
         let mask = size - 1
         fresh.withUnsafeMutableBufferPointer { fresh in
-            records.withUnsafeBufferPointer { records in
-                for index in records.indices where records[index].owner != Self.removedOwner {
-                    var slot = Int(records[index].hash) & mask
-                    while fresh[slot] != 0 { slot = (slot &+ 1) & mask }
-                    fresh[slot] = UInt32(index + 1)
-                }
+            pages.forEachRecord { index, record in
+                guard !record.isRemoved else { return true }
+                var slot = Int(record.hash) & mask
+                while fresh[slot] != 0 { slot = (slot &+ 1) & mask }
+                fresh[slot] = UInt32(index + 1)
+                return true
             }
         }
         table = fresh
@@ -421,43 +506,20 @@ public struct MapContents: Sendable {
 
     /// Compacts once removed records, or unused bytes, are as many as live ones (and not few).
     private mutating func compactIfWasteful() {
-        let deadRecords = records.count - live
-        let liveBytes = arena.count - garbage
+        let deadRecords = pages.count - live
+        let liveBytes = pages.arena.reduce(0) { $0 + $1.count } - garbage
         guard deadRecords > max(live, 1024) || garbage > max(liveBytes, 1 << 20) else { return }
-        var newArena: [UInt8] = []
-        newArena.reserveCapacity(liveBytes)
-        var newRecords: [Record] = []
-        newRecords.reserveCapacity(live)
-        arena.withUnsafeBufferPointer { arena in
-            for var record in records where record.owner != Self.removedOwner {
-                let end = record.offset + Int(record.keyLength) + Int(record.valueLength)
-                let offset = newArena.count
-                newArena.append(contentsOf: UnsafeBufferPointer(rebasing: arena[record.offset..<end]))
-                record.offset = offset
-                newRecords.append(record)
-            }
+        var compacted = Pages()
+        pages.forEachRecord { _, record in
+            guard !record.isRemoved else { return true }
+            var moved = record
+            (moved.page, moved.offset) = pages.withBytes(of: record) { compacted.store($0, $1) }
+            compacted.append(moved)
+            return true
         }
-        arena = newArena
-        records = newRecords
+        pages = compacted
         garbage = 0
         rebuildTable(size: table.count)
-    }
-
-    private func key(of record: Int) -> MapKey {
-        let record = records[record]
-        return arena.withUnsafeBufferPointer {
-            MapKey(String(decoding: UnsafeBufferPointer(rebasing: $0[record.offset..<(record.offset + Int(record.keyLength))]), as: UTF8.self))
-        }
-    }
-
-    private func value(of record: Int) -> String {
-        withValueBytes(of: record) { String(decoding: $0, as: UTF8.self) }
-    }
-
-    private func withValueBytes<R>(of record: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        let record = records[record]
-        let start = record.offset + Int(record.keyLength)
-        return arena.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[start..<(start + Int(record.valueLength))])) }
     }
 
     /// Seeded per process (`Hasher`), so keys chosen to collide cannot be planned from outside.
@@ -476,11 +538,7 @@ public struct MapContents: Sendable {
         var copy = string
         return copy.withUTF8(body)
     }
-
-    private static func appendUTF8(_ string: String, to out: inout [UInt8]) -> Int {
-        withBytes(string) { bytes in
-            out.append(contentsOf: bytes)
-            return bytes.count
-        }
-    }
 }
+
+/// The text of bytes the bridge stored (valid UTF-8: they came from strings).
+private func text(_ bytes: UnsafeBufferPointer<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }

@@ -24,14 +24,14 @@ extension MapApplier {
             throw MapperError(
                 .protocolViolation, "unexpected answer to 'prepare \(definition.kind.rawValue) \(definition.path)': '\(prepared.text.prefix(200))'")
         }
-        // A part at a time (``ApplierOptions/payloadRound``), from a copy of the contents as they
-        // are now (copy-on-write: nothing is copied unless they change meanwhile), so a map of
-        // millions of entries is never listed whole.
-        let contents = maps[index].desired.contents
+        // A part at a time (``ApplierOptions/payloadRound``), from a listing of the contents as
+        // they are now (it shares their pages: a change meanwhile copies only what it touches),
+        // so a map of millions of entries is never listed whole.
+        let listing = maps[index].desired.contents.listing
         var result: (rejections: [Rejection], commands: Int) = ([], 0)
         var position: UInt64 = 0
-        while position < contents.sequenceBound {
-            let part = contents.entries(from: position, limit: max(1, options.payloadRound))
+        while position < listing.sequenceBound {
+            let part = listing.entries(from: position, limit: max(1, options.payloadRound))
             position = part.next
             let sent = try await addEntries(index, connection, part.entries, version: version)
             result.rejections += sent.rejections

@@ -181,6 +181,9 @@ struct MapContentsTests {
             // and sometimes shorter (written in place); "é" makes multi-byte UTF-8.
             String(repeating: "é", count: Int.random(in: 0..<30, using: &random)) + "\(Int.random(in: 0..<9, using: &random))"
         }
+        // A listing taken at one checkpoint must list the same entries at the next, however the
+        // contents changed meanwhile (the pages it shares are copied when changed, not changed).
+        var taken: (listing: MapContents.Listing, expected: [MapContents.Entry])?
         for step in 0..<20_000 {
             let key = randomKey()
             let owner = MapContents.Owner(Int.random(in: -1..<4, using: &random))
@@ -215,6 +218,11 @@ struct MapContentsTests {
                 // Ranks follow the order.
                 let ranks = model.order.map { contents.sequence(of: MapKey($0))! }
                 #expect(ranks == ranks.sorted())
+                if let taken {
+                    #expect(taken.listing.ownedEntries() == taken.expected, "a listing changed after it was taken (seed \(seed) step \(step))")
+                    #expect(taken.listing.count == taken.expected.count)
+                }
+                taken = (contents.listing, model.entries)
             }
         }
         // Everything removed: nothing left, and the storage is usable again.
