@@ -501,6 +501,86 @@ struct ReliabilityTests {
         }
     }
 
+    @Test(
+        "HAProxy frozen while 900,000 small kv events arrive, with the product's defaults: memory stays bounded (librdkafka's prefetch is bounded in messages, not only in bytes)"
+    )
+    func frozenWithSmallMessages() async throws {
+        try await withHAProxy([TestMap("flags")]) { haproxy in
+            let directory = try TemporaryDirectory(prefix: "mapbridge-small-messages")
+            var passed = false
+            defer { if passed { directory.remove() } }
+            let cluster = try EmbeddedKafkaCluster(logger: testLogger("test.cluster"))
+            // 32 partitions: the embedded broker keeps about 5 MB a partition, and every event must stay.
+            try cluster.createTopic("flags", partitions: 32)
+            let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, logger: testLogger("test.producer"))
+            // Nothing but where things are: the backlog, the prefetch and every interval are the
+            // product's defaults, which is what the bound is about.
+            let bridge = try BridgeProcess(
+                yaml: """
+                    kafka:
+                      brokers: "\(cluster.bootstrapServers)"
+                      group_id: small-messages
+                    haproxy:
+                      socket: "\(haproxy.endpoint)"
+                    topics:
+                      - name: flags
+                        format: kv
+                        map: flags
+                    maps:
+                      flags:
+                        path: \(haproxy.mapPath("flags"))
+                    state: { directory: \(directory.file("state")) }
+                    http: { listen: "127.0.0.1:0" }
+                    """, directory: directory)
+            try bridge.start()
+            // Events of about 20 bytes: 1,000 flags, each set again and again.
+            let flags = 1000
+            func produce(_ numbers: Range<Int>) throws {
+                for n in numbers { try producer.produce(topic: "flags", key: Array("flag-\(n % flags)".utf8), value: Array("\(n)".utf8)) }
+                try producer.flush()
+            }
+            func applied(through last: Int) -> Bool {
+                guard let entries = try? haproxy.oracle.entries(of: haproxy.mapPath("flags")), entries.count == flags else { return false }
+                return entries.allSatisfy { Int($0.value).map { $0 > last - flags } ?? false }
+            }
+            // The baseline is taken once the bridge has worked at this pace (its working memory
+            // is then in the baseline): the growth is what the freeze holds back.
+            try produce(0..<100_000)
+            try await waitUntil("the first events applied", timeout: 120) { applied(through: 100_000 - 1) }
+            let baseline = bridge.residentBytes() ?? 0
+            haproxy.freeze()
+            let total = 1_000_000
+            let finished = Locked(false)
+            let production = Task.detached {
+                defer { finished.withLock { $0 = true } }
+                try produce(100_000..<total)
+            }
+            var peak = baseline
+            let frozenAt = ContinuousClock.now
+            // Sampled while the events arrive and for 10 s more, as the consumer fetches ahead.
+            var producedAt: ContinuousClock.Instant?
+            while producedAt.map({ ContinuousClock.now < $0 + .seconds(10) }) ?? true {
+                peak = max(peak, bridge.residentBytes() ?? 0)
+                if producedAt == nil, finished.withLock({ $0 }) { producedAt = .now }
+                try await Task.sleep(for: .milliseconds(50))  // sampling period of the memory probe
+                guard ContinuousClock.now < frozenAt + .seconds(300) else { break }
+            }
+            try await production.value
+            peak = max(peak, bridge.residentBytes() ?? 0)
+            haproxy.thaw()
+            let growth = peak - baseline
+            // The product's bounds: a 32 MiB backlog, librdkafka's 16 MiB of payload and at most
+            // 300,000 messages in its queue (about 300 bytes of its own each). Bounded in bytes
+            // alone, librdkafka held 16 MiB of 20-byte messages: about 800,000 of them, and
+            // hundreds of MiB.
+            #expect(growth < 140 << 20, "memory grew by \(growth >> 20) MiB while HAProxy was frozen")
+            try await waitUntil("every event applied", timeout: 180) { applied(through: total - 1) }
+            #expect(try await bridge.terminate() == 0)
+            print("reliability: frozen HAProxy, small messages: \(total - 100_000) events while frozen, memory growth \(growth >> 20) MiB")
+            passed = true
+        }
+    }
+
     @Test("broker faults (down and up, failed OffsetCommit, Fetch, Heartbeat, JoinGroup): exact, never committed ahead of HAProxy")
     func brokerFaults() async throws {
         try await withWorld { world in
