@@ -59,6 +59,8 @@ public struct MapContents: Sendable {
         var records: [[Record]] = []
         var arena: [[UInt8]] = []
         var count = 0
+        /// The arena's bytes, over every page.
+        var bytes = 0
 
         subscript(record: Int) -> Record {
             get { records[record >> Self.recordShift][record & (Self.recordsPerPage - 1)] }
@@ -94,6 +96,7 @@ public struct MapContents: Sendable {
             let offset = arena[page].count
             arena[page].append(contentsOf: key)
             arena[page].append(contentsOf: value)
+            bytes += length
             return (UInt32(page), UInt32(offset))
         }
 
@@ -102,6 +105,7 @@ public struct MapContents: Sendable {
             guard Int(record.page) == arena.count - 1, Int(record.offset) + record.length == arena[arena.count - 1].count else { return false }
             arena[arena.count - 1].removeLast(record.length)
             if arena[arena.count - 1].isEmpty { arena.removeLast() }
+            bytes -= record.length
             return true
         }
 
@@ -507,7 +511,7 @@ public struct MapContents: Sendable {
     /// Compacts once removed records, or unused bytes, are as many as live ones (and not few).
     private mutating func compactIfWasteful() {
         let deadRecords = pages.count - live
-        let liveBytes = pages.arena.reduce(0) { $0 + $1.count } - garbage
+        let liveBytes = pages.bytes - garbage
         guard deadRecords > max(live, 1024) || garbage > max(liveBytes, 1 << 20) else { return }
         var compacted = Pages()
         pages.forEachRecord { _, record in
