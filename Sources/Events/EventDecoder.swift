@@ -159,12 +159,12 @@ public struct EventDecoder: Sendable {
                 guard let name = reader.readRawString() else { return reader.lastFailure ?? reader.failure("bad_json", "expected a field name") }
                 let field: Field
                 switch name {
-                case .plain(let bytes) where bytes.elementsEqual("map".utf8): field = .map
-                case .plain(let bytes) where bytes.elementsEqual("acl".utf8): field = .acl
-                case .plain(let bytes) where bytes.elementsEqual("op".utf8): field = .op
-                case .plain(let bytes) where bytes.elementsEqual("key".utf8): field = .key
-                case .plain(let bytes) where bytes.elementsEqual("pattern".utf8): field = .pattern
-                case .plain(let bytes) where bytes.elementsEqual("value".utf8): field = .value
+                case .plain(let bytes) where bytes.isExactly("map"): field = .map
+                case .plain(let bytes) where bytes.isExactly("acl"): field = .acl
+                case .plain(let bytes) where bytes.isExactly("op"): field = .op
+                case .plain(let bytes) where bytes.isExactly("key"): field = .key
+                case .plain(let bytes) where bytes.isExactly("pattern"): field = .pattern
+                case .plain(let bytes) where bytes.isExactly("value"): field = .value
                 case .escaped(let bytes) where ["map", "acl", "op", "key", "pattern", "value"].contains(where: { bytes.elementsEqual($0.utf8) }):
                     return DecodeFailure("bad_json", "escaped field names are not accepted for map/acl/op/key/pattern/value")
                 default: field = .other
@@ -191,11 +191,11 @@ public struct EventDecoder: Sendable {
                 case .op:
                     if op != nil { return DecodeFailure("duplicate_field", "field 'op' appears twice") }
                     guard let raw = reader.readRawString() else { return reader.lastFailure ?? DecodeFailure("bad_field", "'op' must be a string") }
-                    if case .plain(let bytes) = raw, bytes.elementsEqual("set".utf8) {
+                    if case .plain(let bytes) = raw, bytes.isExactly("set") {
                         op = .set
-                    } else if case .plain(let bytes) = raw, bytes.elementsEqual("add".utf8) {
+                    } else if case .plain(let bytes) = raw, bytes.isExactly("add") {
                         op = .add
-                    } else if case .plain(let bytes) = raw, bytes.elementsEqual("del".utf8) {
+                    } else if case .plain(let bytes) = raw, bytes.isExactly("del") {
                         op = .del
                     } else {
                         return DecodeFailure(
@@ -274,7 +274,7 @@ public struct EventDecoder: Sendable {
             guard let text = raw.text else { return nil }
             return mapNames.firstIndex { $0.elementsEqual(text.utf8) }
         }
-        return mapNames.firstIndex { $0.elementsEqual(bytes) }
+        return mapNames.firstIndex { name in name.withUnsafeBytes { $0.isExactly(bytes) } }
     }
 }
 
@@ -303,4 +303,21 @@ public func escapingControlCharacters(_ text: String) -> String {
         }
     }
     return out
+}
+
+extension UnsafeRawBufferPointer {
+    /// Whether these are exactly the UTF-8 bytes of `text` (a field name, an op), compared as
+    /// bytes: the generic `elementsEqual` against a `String.UTF8View` cost 2% of decoding.
+    @inline(__always)
+    func isExactly(_ text: StaticString) -> Bool {
+        isExactly(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// Whether both hold the same bytes.
+    @inline(__always)
+    func isExactly(_ other: UnsafeRawBufferPointer) -> Bool {
+        guard count == other.count else { return false }
+        for index in 0..<count where self[index] != other[index] { return false }
+        return true
+    }
 }
