@@ -110,13 +110,15 @@ struct ReliabilityTests {
             return bridge
         }
 
-        /// The bridge's configuration: the product's Kafka defaults (direct membership, librdkafka's
-        /// own timeouts). `strategy` makes it a group member with that assignment strategy, for
-        /// the tests about bridges sharing a group: those set a 6 s session timeout, because they
-        /// are about handovers, which a dead member's 45 s default would only slow down.
+        /// The bridge's configuration: the product's defaults (direct membership, librdkafka's own
+        /// timeouts, HAProxy's timeouts, checks and reconnection, batches, commits, shutdown),
+        /// with only where things are. `strategy` makes it a group member with that assignment
+        /// strategy, for the tests about bridges sharing a group: those set a 6 s session timeout,
+        /// because they are about handovers, which a dead member's 45 s default would only slow
+        /// down. `checkIntervalMilliseconds` is for the test about noticing restarts without it.
         func yaml(
             group: String = "reliability", extra: String = "", backlog: String = "", strategy: String? = nil, kafkaProperties: [String] = [],
-            checkIntervalMilliseconds: Int = 500
+            checkIntervalMilliseconds: Int? = nil
         ) -> String {
             var properties = kafkaProperties
             if strategy != nil { properties += ["session.timeout.ms: \"6000\"", "heartbeat.interval.ms: \"500\""] }
@@ -127,10 +129,7 @@ struct ReliabilityTests {
                   group_id: \(group)\(strategy.map { "\n  membership: group\n  assignment_strategy: \($0)" } ?? "")
                   properties: {\(properties.joined(separator: ", "))}
                 haproxy:
-                  socket: "\(haproxy.endpoint)"
-                  timeout_ms: 2000
-                  check_interval_ms: \(checkIntervalMilliseconds)
-                  reconnect: { initial_ms: 50, max_ms: 500 }
+                  socket: "\(haproxy.endpoint)"\(checkIntervalMilliseconds.map { "\n  check_interval_ms: \($0)" } ?? "")
                 topics:
                   - name: changes
                     format: json
@@ -142,10 +141,7 @@ struct ReliabilityTests {
                     path: \(haproxy.mapPath("hosts"))
                   routes:
                     path: \(haproxy.mapPath("routes"))
-                batch: { max_events: 5000, max_wait_ms: 10 }
                 \(backlog)
-                commit: { interval_ms: 200 }
-                shutdown: { timeout_ms: 3000 }
                 state: { directory: \(directory.file("state")) }
                 http: { listen: "127.0.0.1:0" }
                 log: { level: \(ProcessInfo.processInfo.environment["BRIDGE_LOG_LEVEL"] ?? "info") }
