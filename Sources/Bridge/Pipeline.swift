@@ -73,6 +73,9 @@ final class Pipeline {
     /// The offsets the state directory last recorded (see ``startStore()``).
     var lastStoredOffsets: [TopicPartition: Int64] = [:]
     var checkInterval: Duration { .milliseconds(configuration.haproxy.checkIntervalMilliseconds) }
+    /// How soon after the last check an ended session is answered: at once after a quiet spell,
+    /// but never more than once a second, should HAProxy end every session as soon as it opens.
+    var reconnectCheckInterval: Duration { min(checkInterval, .seconds(1)) }
     var ownedPartitions: Set<TopicPartition> { ownership.owned }
     var isExclusive: Bool { ownership.isExclusive }
 
@@ -103,7 +106,7 @@ final class Pipeline {
         try consumer.start()
         status.update { $0.consumerStarted = true }
         while true {
-            let idleDeadline = min(lastCommit + policy.storeInterval, lastCheck + checkInterval)
+            let idleDeadline = min(lastCommit + policy.storeInterval, lastCheck + (applier.isConnected ? checkInterval : reconnectCheckInterval))
             guard
                 let item = try await backlog.next(maxEvents: policy.limit, maxWait: batchWindow, idleDeadline: idleDeadline)
             else { break }
@@ -126,7 +129,7 @@ final class Pipeline {
             if let storeInFlight, storeInFlight.isFinished { await finishStore(committing: true) }
             let now = ContinuousClock.now
             if now >= lastCommit + policy.storeInterval { await commit() }
-            if now >= lastCheck + checkInterval || !applier.isConnected {
+            if now >= lastCheck + (applier.isConnected ? checkInterval : reconnectCheckInterval) {
                 lastCheck = now
                 guard try await checkHAProxy() else { break }
             }
