@@ -108,7 +108,7 @@ public struct MapComparison: Sendable, Equatable {
                 result.extra.append(key)
             }
         }
-        for entry in desired.ownedEntries(ordered: false) where owned.contains(entry.owner) && !seen.contains(entry.key) {
+        for entry in desired.ownedEntries() where owned.contains(entry.owner) && !seen.contains(entry.key) {
             result.missing.append(entry.key)
         }
         return result

@@ -203,7 +203,7 @@ public struct MapContents: Sendable {
         var duplicated = false
         for (key, value) in entries {
             count += 1
-            let appended = Self.withBytes(key) { key in Self.withBytes(value) { contents.appendIfAbsent(key: key, value: $0, owner: owner) } }
+            let appended = withUTF8Bytes(key) { key in withUTF8Bytes(value) { contents.appendIfAbsent(key: key, value: $0, owner: owner) } }
             if !appended { duplicated = true }
         }
         return (contents, count, duplicated)
@@ -213,7 +213,7 @@ public struct MapContents: Sendable {
     public init(owned entries: some Sequence<Entry>) {
         reserve(entries.underestimatedCount)
         for entry in entries {
-            Self.withBytes(entry.key.string) { key in Self.withBytes(entry.value) { _ = appendIfAbsent(key: key, value: $0, owner: entry.owner) } }
+            withUTF8Bytes(entry.key.string) { key in withUTF8Bytes(entry.value) { _ = appendIfAbsent(key: key, value: $0, owner: entry.owner) } }
         }
     }
 
@@ -253,8 +253,8 @@ public struct MapContents: Sendable {
     public mutating func set(_ key: MapKey, _ value: String, owner: Owner = unowned) {
         if !tombstones.isEmpty { tombstones[key] = nil }
         reserveOneMore()
-        Self.withBytes(key.string) { keyBytes in
-            Self.withBytes(value) { valueBytes in
+        withUTF8Bytes(key.string) { keyBytes in
+            withUTF8Bytes(value) { valueBytes in
                 let hash = Self.hash(keyBytes)
                 switch probe(keyBytes, hash) {
                 case .found(_, let record): replaceValue(of: record, key: keyBytes, value: valueBytes, owner: owner)
@@ -304,8 +304,8 @@ public struct MapContents: Sendable {
     /// Whether the key's value is exactly `value`'s bytes, and the key's position rank; nil when
     /// the key is absent. No `String` is made.
     package func matchAndSequence(of key: String, value: String) -> (equal: Bool, sequence: UInt64)? {
-        guard let record = Self.withBytes(key, { find($0, Self.hash($0))?.record }) else { return nil }
-        let equal = Self.withBytes(value) { wanted in pages.withBytes(of: pages[record]) { Self.same($1, wanted) } }
+        guard let record = withUTF8Bytes(key, { find($0, Self.hash($0))?.record }) else { return nil }
+        let equal = withUTF8Bytes(value) { wanted in pages.withBytes(of: pages[record]) { sameBytes($1, wanted) } }
         return (equal, UInt64(record))
     }
 
@@ -332,24 +332,13 @@ public struct MapContents: Sendable {
     /// The key at a position rank given by ``forEachSequence(_:)``.
     package func key(atSequence sequence: UInt64) -> MapKey { pages.withBytes(of: pages[Int(sequence)]) { key, _ in MapKey(text(key)) } }
 
-    /// Calls `body` with every entry's key and value bytes and owner, in HAProxy's order, making
-    /// no `String`s.
-    public func forEachEntryBytes(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, Owner) throws -> Void) rethrows {
-        try listing.forEachEntryBytes(body)
-    }
-
-    /// Every entry, in HAProxy's order (`ordered` is kept for callers: the order costs nothing).
-    public func entries(ordered: Bool = true) -> [(key: MapKey, value: String)] {
+    /// Every entry, in HAProxy's order (the records' order: no sort).
+    public func entries() -> [(key: MapKey, value: String)] {
         listing.entries(from: 0, limit: .max).entries
     }
 
-    /// Up to `limit` entries from position rank `start` on (see ``Listing/entries(from:limit:)``).
-    public func entries(from start: UInt64, limit: Int) -> (entries: [(key: MapKey, value: String)], next: UInt64) {
-        listing.entries(from: start, limit: limit)
-    }
-
     /// Every entry with its owner, in HAProxy's order.
-    public func ownedEntries(ordered: Bool = true) -> [Entry] { listing.ownedEntries() }
+    public func ownedEntries() -> [Entry] { listing.ownedEntries() }
 
     /// Replaces every entry and tombstone of `owners` with the given ones (another bridge's
     /// stored view of partitions this one has just been given); other entries stay as they are.
@@ -390,7 +379,7 @@ public struct MapContents: Sendable {
     }
 
     private func find(_ key: MapKey) -> (slot: Int, record: Int)? {
-        Self.withBytes(key.string) { find($0, Self.hash($0)) }
+        withUTF8Bytes(key.string) { find($0, Self.hash($0)) }
     }
 
     private func find(_ key: UnsafeBufferPointer<UInt8>, _ hash: UInt32) -> (slot: Int, record: Int)? {
@@ -407,7 +396,7 @@ public struct MapContents: Sendable {
                 let stored = table[slot]
                 if stored == 0 { return .absent(slot: slot) }
                 let record = pages[Int(stored &- 1)]
-                if record.hash == hash, Int(record.keyLength) == key.count, pages.withBytes(of: record, { held, _ in Self.same(held, key) }) {
+                if record.hash == hash, Int(record.keyLength) == key.count, pages.withBytes(of: record, { held, _ in sameBytes(held, key) }) {
                     return .found(slot: slot, record: Int(stored &- 1))
                 }
                 slot = (slot &+ 1) & mask
@@ -533,15 +522,6 @@ public struct MapContents: Sendable {
         return UInt32(truncatingIfNeeded: hasher.finalize())
     }
 
-    private static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-        a.count == b.count && (a.isEmpty || memcmpBytes(a.baseAddress!, b.baseAddress!, a.count))
-    }
-
-    private static func withBytes<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        if let result = string.utf8.withContiguousStorageIfAvailable(body) { return result }
-        var copy = string
-        return copy.withUTF8(body)
-    }
 }
 
 /// The text of bytes the bridge stored (valid UTF-8: they came from strings).

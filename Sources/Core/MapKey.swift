@@ -21,25 +21,31 @@ public struct MapKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     public func hash(into hasher: inout Hasher) {
-        let done: Void? = string.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
-        if done == nil {
-            for byte in string.utf8 { hasher.combine(byte) }
-        }
+        withUTF8Bytes(string) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
+}
+
+/// Calls `body` with the string's UTF-8 bytes: in place when they are contiguous (every native
+/// string), else from a contiguous copy. Going through `String.UTF8View` byte by byte instead
+/// costs a retain and a bounds check per byte, on paths that touch millions of entries.
+@inlinable
+public func withUTF8Bytes<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+    if let result = try string.utf8.withContiguousStorageIfAvailable(body) { return result }
+    var copy = string
+    return try copy.withUTF8(body)
+}
+
+/// Whether two buffers hold the same bytes.
+@inlinable
+public func sameBytes(_ lhs: UnsafeBufferPointer<UInt8>, _ rhs: UnsafeBufferPointer<UInt8>) -> Bool {
+    lhs.count == rhs.count && (lhs.isEmpty || memcmpBytes(lhs.baseAddress!, rhs.baseAddress!, lhs.count))
 }
 
 /// Whether two strings hold the same UTF-8 bytes (not merely canonically equivalent text).
 @inlinable
 public func bytesEqual(_ lhs: String, _ rhs: String) -> Bool {
-    let count = lhs.utf8.count
-    guard count == rhs.utf8.count else { return false }
-    let fast: Bool?? = lhs.utf8.withContiguousStorageIfAvailable { a in
-        rhs.utf8.withContiguousStorageIfAvailable { b in
-            count == 0 || memcmpBytes(a.baseAddress!, b.baseAddress!, count)
-        }
-    }
-    if let fast, let fast { return fast }
-    return lhs.utf8.elementsEqual(rhs.utf8)
+    guard lhs.utf8.count == rhs.utf8.count else { return false }
+    return withUTF8Bytes(lhs) { a in withUTF8Bytes(rhs) { b in sameBytes(a, b) } }
 }
 
 @usableFromInline

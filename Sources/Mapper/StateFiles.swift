@@ -199,8 +199,7 @@ public enum StateFiles {
     /// string at each: most of the time storing a million entries took).
     @inline(__always)
     static func appendUTF8(_ string: String, to out: inout [UInt8]) {
-        let done: Void? = string.utf8.withContiguousStorageIfAvailable { out.append(contentsOf: $0) }
-        if done == nil { out.append(contentsOf: Array(string.utf8)) }
+        withUTF8Bytes(string) { out.append(contentsOf: $0) }
     }
 
     /// The body of a sealed file (see ``sealed(_:)``); nil when the file does not exist.
@@ -304,9 +303,9 @@ public enum StateFiles {
     /// line after its leading blanks as the pattern, so nothing may follow it).
     @inline(__always)
     static func appendMapLine(key: String, value: String?, to out: inout [UInt8]) {
-        withUTF8(key) { key in
+        withUTF8Bytes(key) { key in
             guard let value else { return appendMapLine(key: key, value: nil, to: &out) }
-            withUTF8(value) { appendMapLine(key: key, value: $0, to: &out) }
+            withUTF8Bytes(value) { appendMapLine(key: key, value: $0, to: &out) }
         }
     }
 
@@ -319,14 +318,6 @@ public enum StateFiles {
             out.append(contentsOf: value)
         }
         out.append(0x0A)
-    }
-
-    /// The string's UTF-8 bytes, without a copy when they are contiguous.
-    @inline(__always)
-    static func withUTF8<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        if let result = string.utf8.withContiguousStorageIfAvailable(body) { return result }
-        var copy = string
-        return copy.withUTF8(body)
     }
 
     /// A map's state file and, when asked for, its HAProxy map file, built together in one pass
@@ -379,14 +370,14 @@ public enum StateFiles {
         }
 
         public mutating func append(owner: String, key: String, value: String) {
-            StateFiles.withUTF8(owner) { owner in
-                StateFiles.withUTF8(key) { key in
-                    StateFiles.withUTF8(value) { value in append(owner: owner, key: key, value: value) }
+            withUTF8Bytes(owner) { owner in
+                withUTF8Bytes(key) { key in
+                    withUTF8Bytes(value) { value in append(owner: owner, key: key, value: value) }
                 }
             }
         }
 
-        /// An entry, from its bytes (a map's contents: ``MapContents/forEachEntryBytes(_:)``).
+        /// An entry, from its bytes (a map's contents: ``MapContents/Listing/forEachEntryBytes(_:)``).
         public mutating func append(owner: UnsafeBufferPointer<UInt8>, key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) {
             state.append(contentsOf: owner)
             state.append(0x09)

@@ -106,7 +106,7 @@ struct MapContentsTests {
             }
         }
         if present < desired.count {
-            for (key, _) in desired.entries(ordered: false) where !seen.contains(key) { result.missing.append(key) }
+            for (key, _) in desired.entries() where !seen.contains(key) { result.missing.append(key) }
         }
         return result
     }
@@ -209,7 +209,7 @@ struct MapContentsTests {
             if step % 997 == 0 || step == 19_999 {
                 #expect(contents.ownedEntries() == model.entries, "seed \(seed) step \(step)")
                 var fromBytes: [MapContents.Entry] = []
-                contents.forEachEntryBytes { key, value, owner in
+                contents.listing.forEachEntryBytes { key, value, owner in
                     fromBytes.append(
                         .init(key: MapKey(String(decoding: key, as: UTF8.self)), value: String(decoding: value, as: UTF8.self), owner: owner))
                 }
