@@ -37,18 +37,17 @@ extension KafkaConsumer {
             var settings = KafkaSettings([
                 "auto.offset.reset": "earliest",
                 "client.id": clientID,
-                // librdkafka's prefetch per consumer (default 64 MiB): 16 MiB keeps a fast
-                // pipeline fed and memory small.
-                "queued.max.messages.kbytes": "16384",
-                // 2.0.2 compares this with the whole consumer queue, not one partition's, and
-                // once it is reached stops fetching until its broker thread next wakes up, up to
-                // a second later: at the default (100,000) the benchmark's W1 consumed in bursts
-                // with idle seconds between them (half the rate). It is also the only bound on
-                // how many messages are queued: the bytes bound above counts payload alone, and
-                // each message costs librdkafka about 300 bytes of its own, so at 1,000,000 a
-                // topic of 20-byte events held hundreds of MiB. 300,000 keeps the rate and
-                // bounds that overhead near 100 MiB.
-                "queued.min.messages": "300000",
+                // librdkafka's prefetch, which is memory the bridge does not count: at most 8 MiB of
+                // payload (librdkafka's default is 64 MiB), 50,000 messages (each costs
+                // librdkafka about 300 bytes of its own, which the bytes bound does not count,
+                // so this is the bound for small events), and one fetch of at most 8 MiB beyond
+                // them (50 MiB by default). 2.0.2 compares the first two with the whole consumer
+                // queue, and once one is reached stops fetching until its broker thread next
+                // wakes up, up to a second later; the consumer wakes it when it has drained the
+                // queue (see `PrefetchRefill`), so bounds this small keep the rate.
+                "queued.max.messages.kbytes": "8192",
+                "queued.min.messages": "50000",
+                "fetch.max.bytes": "8388608",
             ])
             for (name, value) in properties.properties { settings[name] = value }
             settings["bootstrap.servers"] = bootstrapServers

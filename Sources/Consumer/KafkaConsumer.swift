@@ -73,7 +73,8 @@ extension KafkaConsumerDelegate {
 /// librdkafka's high-level consumer, polled on a thread of its own so that nothing blocks the Swift
 /// concurrency pool. Offsets are never stored or committed automatically: only ``commit(_:)`` and
 /// ``commitNow(_:)`` commit, with exactly the offsets given. Every librdkafka call on the handle
-/// happens on the polling thread; other threads enqueue commands.
+/// happens on the polling thread, but for the request that wakes librdkafka's fetcher (see
+/// ``FetcherWaker``); other threads enqueue commands.
 public final class KafkaConsumer: Sendable {
     enum Command {
         case commit([TopicPartition: Int64])
@@ -97,7 +98,8 @@ public final class KafkaConsumer: Sendable {
     let logger: Logger
     let shared = Mutex(Shared())
     /// The polling thread's own state (see ``ThreadBound``); reached through the properties below.
-    let polling = ThreadBound(Polling())
+    let polling: ThreadBound<Polling>
+    let waker = FetcherWaker()
 
     struct Polling {
         var assignment: Set<TopicPartition> = []
@@ -112,6 +114,11 @@ public final class KafkaConsumer: Sendable {
         /// found so far (each reported once).
         var nextDiscovery = ContinuousClock.now
         var missingTopics: Set<String> = []
+        /// When to wake librdkafka's fetcher (see ``PrefetchRefill``).
+        var refill: PrefetchRefill
+        /// The queue every partition's messages are forwarded to (read for its length), held
+        /// while the polling thread runs.
+        var consumerQueue: OpaquePointer?
     }
 
     // The polling thread's state, by name (checked to be used on that thread only).
@@ -154,6 +161,7 @@ public final class KafkaConsumer: Sendable {
         self.logger = logger
         let callbacks = RdKafkaClient.Callbacks(logger: logger, settings: configuration.settings)
         client = try RdKafkaClient.make(RD_KAFKA_CONSUMER, settings: configuration.settings, callbacks: callbacks)
+        polling = ThreadBound(Polling(refill: PrefetchRefill(settings: configuration.settings.properties)))
         callbacks.rebalance = { [unowned self] handle, error, partitions in
             self.rebalance(handle, error, partitions)
         }
@@ -400,6 +408,7 @@ public final class KafkaConsumer: Sendable {
 
     private func pollLoop() {
         polling.bindToCurrentThread()
+        polling.value.consumerQueue = rd_kafka_queue_get_consumer(client.handle)
         var burst = 0
         var watermarksRead = ContinuousClock.now
         while true {
@@ -425,6 +434,7 @@ public final class KafkaConsumer: Sendable {
                     follow(delegate.endOfBurst())
                     burst = 0
                 }
+                refillIfStalled()
                 continue
             }
             if message.pointee.err == RD_KAFKA_RESP_ERR__FATAL {
@@ -439,12 +449,14 @@ public final class KafkaConsumer: Sendable {
                 logger.warning("consumer error (librdkafka retries by itself)", metadata: ["error": "\(error.reason)"])
             } else {
                 delegate.consume(view(of: message))
+                polling.value.refill.consumed(payloadBytes: message.pointee.len)
                 burst += 1
             }
             rd_kafka_message_destroy(message)
             if burst >= configuration.maximumBurst {
                 follow(delegate.endOfBurst())
                 burst = 0
+                refillIfStalled()
             }
         }
         // Leaving the group revokes every partition through the rebalance callback.
@@ -455,6 +467,9 @@ public final class KafkaConsumer: Sendable {
         logger.info(
             configuration.membership == .group ? "consumer closed; left the group" : "consumer closed", metadata: ["kafka.group": "\(configuration.groupID)"])
         // Destroyed here, on this thread: destroying blocks, and must not run on the Swift pool.
+        waker.drain()
+        if let queue = polling.value.consumerQueue { rd_kafka_queue_destroy(queue) }
+        polling.value.consumerQueue = nil
         client.destroy(flags: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE)
         let (unexecuted, waiters) = shared.withLock { $0.lifecycle.pollingEnded() }
         for case .commitNow(_, let answer) in unexecuted {
