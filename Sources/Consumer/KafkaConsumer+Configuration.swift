@@ -40,14 +40,14 @@ extension KafkaConsumer {
                 // librdkafka's prefetch, which is memory the bridge does not count: at most 8 MiB of
                 // payload (librdkafka's default is 64 MiB), 50,000 messages (each costs
                 // librdkafka about 300 bytes of its own, which the bytes bound does not count,
-                // so this is the bound for small events), and one fetch of at most 8 MiB beyond
-                // them (50 MiB by default). 2.0.2 compares the first two with the whole consumer
-                // queue, and once one is reached stops fetching until its broker thread next
-                // wakes up, up to a second later; the consumer wakes it when it has drained the
-                // queue (see `PrefetchRefill`), so bounds this small keep the rate.
+                // so this is the bound for small events), and one fetch beyond them, which
+                // librdkafka bounds by the bytes bound too (`fetch.max.bytes`, unless set). 2.0.2
+                // compares the first two with the whole consumer queue, and once one is reached
+                // stops fetching until its broker thread next wakes up, up to a second later; the
+                // consumer wakes it when it has drained the queue (see `PrefetchRefill`), so
+                // bounds this small keep the rate.
                 "queued.max.messages.kbytes": "8192",
                 "queued.min.messages": "50000",
-                "fetch.max.bytes": "8388608",
             ])
             for (name, value) in properties.properties { settings[name] = value }
             settings["bootstrap.servers"] = bootstrapServers

@@ -220,6 +220,16 @@ struct KafkaClientTests {
         await consumer.close()
     }
 
+    /// The prefetch's bounds must not refuse a configuration librdkafka accepts by itself: an
+    /// explicit `fetch.max.bytes` below `message.max.bytes` is an error at creation, so the
+    /// consumer leaves it to librdkafka, which fits it between the two.
+    @Test("a consumer configured for messages larger than its prefetch bound is created")
+    func largeMessages() throws {
+        var configuration = KafkaConsumer.Configuration(bootstrapServers: "127.0.0.1:1", groupID: "large", topics: ["events"])
+        configuration.properties["message.max.bytes"] = "\(16 << 20)"
+        _ = try KafkaConsumer(configuration: configuration, delegate: RecordingDelegate(), logger: Self.logger)
+    }
+
     @Test("a second member takes half the partitions; the first is asked before giving them up", arguments: [AssignmentStrategy.cooperativeSticky, .range])
     func rebalance(strategy: AssignmentStrategy) async throws {
         let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
