@@ -70,7 +70,7 @@ public struct EventDecoder: Sendable {
         switch format {
         case .kv(let map):
             guard let key else { return DecodeFailure("missing_key", "a kv message needs a key (the map key)") }
-            guard let keyText = String(validating: key, as: UTF8.self) else { return DecodeFailure("invalid_utf8", "the message key is not valid UTF-8") }
+            guard let keyText = validUTF8String(key) else { return DecodeFailure("invalid_utf8", "the message key is not valid UTF-8") }
             guard let value else {
                 changes.append(DecodedChange(map: map, key: keyText, value: nil))
                 return nil
@@ -80,7 +80,7 @@ public struct EventDecoder: Sendable {
                 changes.append(DecodedChange(map: map, key: keyText, value: ""))
                 return nil
             }
-            guard let valueText = String(validating: value, as: UTF8.self) else { return DecodeFailure("invalid_utf8", "the message value is not valid UTF-8") }
+            guard let valueText = validUTF8String(value) else { return DecodeFailure("invalid_utf8", "the message value is not valid UTF-8") }
             changes.append(DecodedChange(map: map, key: keyText, value: valueText))
             return nil
         case .record(let map, let fields):

@@ -10,8 +10,8 @@ struct JSONReader {
         /// The text, or nil when it is not valid UTF-8.
         var text: String? {
             switch self {
-            case .plain(let bytes): return String(validating: bytes, as: UTF8.self)
-            case .escaped(let bytes): return String(validating: bytes, as: UTF8.self)
+            case .plain(let bytes): return validUTF8String(bytes)
+            case .escaped(let bytes): return bytes.withUnsafeBytes { validUTF8String($0) }
             }
         }
     }

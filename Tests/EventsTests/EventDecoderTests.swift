@@ -92,6 +92,33 @@ struct EventDecoderTests {
         #expect(decodeBytes(nil).1?.label == "tombstone")
     }
 
+    /// ASCII is recognised a word at a time: a byte at or above 0x80 at any position, in a word
+    /// or in the tail after the last whole word, must reach the full validation.
+    @Test("text is validated as UTF-8 wherever a non-ASCII byte sits, in keys and in JSON strings")
+    func utf8AtEveryPosition() {
+        for length in 0..<20 {
+            let ascii = Array(String(repeating: "k", count: length).utf8)
+            #expect(validUTF8String(ascii) == String(repeating: "k", count: length))
+            for position in 0...length {
+                var valid = ascii
+                valid.insert(contentsOf: Array("é".utf8), at: position)
+                #expect(validUTF8String(valid) == String(decoding: valid, as: UTF8.self))
+                for bad: [UInt8] in [[0xFF], [0xC3], [0xC3, 0x28], [0xE2, 0x82], [0xC0, 0xAF], [0xED, 0xA0, 0x80]] {
+                    var invalid = ascii
+                    invalid.insert(contentsOf: bad, at: position)
+                    #expect(validUTF8String(invalid) == nil, "\(invalid)")
+                    #expect(decodeBytes(Array("v".utf8), key: invalid, format: .kv(map: 0)).1?.label == "invalid_utf8")
+                    let json = Array(#"{"map":"hosts","op":"set","key":""#.utf8) + invalid + Array(#"","value":"v"}"#.utf8)
+                    #expect(decodeBytes(json).1?.label == "invalid_utf8")
+                }
+            }
+        }
+    }
+
+    func validUTF8String(_ bytes: [UInt8]) -> String? {
+        bytes.withUnsafeBytes { Events.validUTF8String($0) }
+    }
+
     @Test("random bytes never crash the decoder")
     func randomBytes() {
         var generator = SystemRandomNumberGenerator()
