@@ -412,23 +412,28 @@ public final class KafkaConsumer: Sendable {
         var burst = 0
         var watermarksRead = ContinuousClock.now
         while true {
-            if ContinuousClock.now - watermarksRead >= .seconds(1) {
-                watermarksRead = .now
-                readHighWatermarks()
+            // Between bursts (a burst is at most `maximumBurst` messages, handed over at once):
+            // commands, stopping, watermarks and partition discovery. Within one, only polls, so
+            // that a message costs no clock reading and no lock.
+            if burst == 0 {
+                let now = ContinuousClock.now
+                if now - watermarksRead >= .seconds(1) {
+                    watermarksRead = now
+                    readHighWatermarks()
+                }
+                let (turn, fatal) = shared.withLock { ($0.lifecycle.nextTurn(), $0.fatal) }
+                let (commands, stopping) = turn
+                for command in commands { execute(command) }
+                if configuration.membership == .direct && !stopping && fatal == nil && now >= nextDiscovery {
+                    discoverPartitions()
+                    continue
+                }
+                if let fatal {
+                    delegate.failed(fatal)
+                    break
+                }
+                if stopping { break }
             }
-            let (turn, fatal) = shared.withLock { ($0.lifecycle.nextTurn(), $0.fatal) }
-            let (commands, stopping) = turn
-            for command in commands { execute(command) }
-            if configuration.membership == .direct && !stopping && fatal == nil && ContinuousClock.now >= nextDiscovery {
-                discoverPartitions()
-                continue
-            }
-            if let fatal {
-                if burst > 0 { _ = delegate.endOfBurst() }
-                delegate.failed(fatal)
-                break
-            }
-            if stopping { break }
             guard let message = rd_kafka_consumer_poll(client.handle, burst > 0 ? 0 : configuration.pollTimeoutMilliseconds) else {
                 if burst > 0 {
                     follow(delegate.endOfBurst())
