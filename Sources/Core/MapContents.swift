@@ -61,6 +61,11 @@ public struct MapContents: Sendable {
         var count = 0
         /// The arena's bytes, over every page.
         var bytes = 0
+        /// Held by every copy of these pages: while it is not uniquely referenced, a listing
+        /// shares them.
+        var copies = Copies()
+
+        final class Copies: Sendable {}
 
         subscript(record: Int) -> Record {
             get { records[record >> Self.recordShift][record & (Self.recordsPerPage - 1)] }
@@ -229,6 +234,13 @@ public struct MapContents: Sendable {
 
     /// The entries as they are now, listed while the contents go on changing.
     public var listing: Listing { Listing(pages: pages, count: live) }
+
+    /// How many arena pages the contents still share with `listing` (for tests of copying).
+    package func sharedArenaPages(with listing: Listing) -> Int {
+        zip(pages.arena, listing.pages.arena).filter { mine, theirs in
+            mine.withUnsafeBufferPointer { a in theirs.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress } }
+        }.count
+    }
 
     public subscript(key: MapKey) -> String? {
         guard let record = find(key)?.record else { return nil }
@@ -411,12 +423,14 @@ public struct MapContents: Sendable {
         live += 1
     }
 
-    /// A new value for a record in place: written over the old one when it fits, else the entry's
-    /// bytes move to the arena's end.
+    /// A new value for a record in place: written over the old one when it fits and no listing
+    /// shares the arena, else the entry's bytes move to the arena's end. (Written over while a
+    /// store's listing shares the pages, changes to random keys of a large map copied nearly
+    /// every 1 MiB page of it, as much again as the whole arena, for the length of the store.)
     private mutating func replaceValue(of record: Int, key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, owner: Owner) {
         let old = pages[record]
         pages[record].owner = owner
-        if value.count <= Int(old.valueLength) {
+        if value.count <= Int(old.valueLength) && isKnownUniquelyReferenced(&pages.copies) {
             if !value.isEmpty {
                 pages.arena[Int(old.page)].withUnsafeMutableBufferPointer { page in
                     (page.baseAddress! + Int(old.offset) + Int(old.keyLength)).update(from: value.baseAddress!, count: value.count)

@@ -161,6 +161,30 @@ struct MapContentsTests {
         }
     }
 
+    /// A store lists the contents while the pipeline goes on changing them. A value written over
+    /// its old bytes copied the whole 1 MiB arena page under it; changes to random keys of a
+    /// large map then copied nearly every page, as much again as the arena, for as long as the
+    /// store wrote.
+    @Test("changing values while a listing lives copies no arena page but the last, and the listing keeps the old values")
+    func changesBesideAListingCopyNoArenaPage() {
+        var contents = MapContents()
+        let count = 200_000
+        for index in 0..<count { contents.set(MapKey("key-\(index)"), "value-\(index % 10)") }
+        let listing = contents.listing
+        let pageCount = contents.sharedArenaPages(with: listing)
+        #expect(pageCount >= 4, "the entries span several arena pages")
+        var random = SplitMix(seed: 7)
+        for _ in 0..<5000 {
+            let index = Int.random(in: 0..<count, using: &random)
+            contents.set(MapKey("key-\(index)"), "other-\(index % 10)")
+        }
+        // The moved entries' bytes go to the arena's end: only its last page may be copied.
+        #expect(contents.sharedArenaPages(with: listing) >= pageCount - 1)
+        let listed = listing.entries(from: 0, limit: count).entries.map(\.value)
+        #expect(listed == (0..<count).map { "value-\($0 % 10)" })
+        #expect(contents.entries().filter { $0.value.hasPrefix("other-") }.count > 4000)
+    }
+
     @Test(
         "the compact storage holds what a dictionary and an ordered list hold, through growth, removals, longer and shorter values and compaction",
         arguments: 0..<12)
