@@ -119,10 +119,12 @@ extension MapApplier {
     /// with other bridges, only the keys this bridge owns are compared and repaired, key by key.
     func resync(_ index: Int, _ connection: RuntimeConnection, _ report: inout SyncReport) async throws {
         let definition = maps[index].definition
-        if !exclusive && owned.isEmpty && !maps[index].desired.adoptLive {
+        if !exclusive && owned.isEmpty {
             // Sharing and owning nothing yet (at start, before partitions are assigned): no key is
             // this bridge's to judge, so the live map (millions of entries, perhaps) is not read.
-            // The assignment compares what it brings. Not reported as compared: it was not.
+            // The assignment compares what it brings, and, with no stored state, adopts the live
+            // map then: read once, not at connection and again at the assignment. Not reported
+            // as compared: it was not.
             maps[index].desired.settle()
             return
         }

@@ -73,6 +73,31 @@ struct ApplierIntegrationTests {
         }
     }
 
+    /// A first start (no stored state) adopts HAProxy's live map. It used to read it at the
+    /// connection, owning nothing yet, and again at the assignment to compare: two reads of what
+    /// may be millions of entries (3-4 s each at 5,000,000). It now reads it once, when the
+    /// partitions are assigned, and adopts what HAProxy holds then.
+    @Test("with no stored state, the live map is read and adopted when partitions are assigned, not before")
+    func adoptsAtAssignment() async throws {
+        try await withHAProxy([TestMap("hosts", initialLines: ["a.example.com be_a", "b.example.com be_b"])]) { haproxy in
+            let applier = try applier(haproxy, [definition(haproxy, "hosts")])
+            applier.setOwnership(exclusive: false, owned: [])
+            let connected = try await applier.synchronize()
+            #expect(connected.connected)
+            #expect(connected.resynced.isEmpty, "owning nothing, the live map is not read")
+            #expect(applier.contents(of: 0).count == 0)
+            // Someone writes before the assignment: the bridge adopts what HAProxy holds at the
+            // assignment, and repairs nothing away.
+            _ = try haproxy.oracle.run("add map \(haproxy.mapPath("hosts")) c.example.com be_c")
+            applier.setOwnership(exclusive: true, owned: [0])
+            let assigned = try await applier.synchronize()
+            #expect(assigned.resynced.map(\.strategy) == [ApplyStrategy.none])
+            #expect(applier.contents(of: 0).count == 3)
+            try expectExact(haproxy, "hosts", ["a.example.com": "be_a", "b.example.com": "be_b", "c.example.com": "be_c"])
+            await applier.disconnect()
+        }
+    }
+
     @Test("adopts the live map, then upserts with set/add and deletes without duplicates", arguments: [ApplyStrategy.incremental, .rebuild])
     func upserts(strategy: ApplyStrategy) async throws {
         try await withHAProxy([
