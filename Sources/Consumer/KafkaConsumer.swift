@@ -162,10 +162,15 @@ public final class KafkaConsumer: Sendable {
         let callbacks = RdKafkaClient.Callbacks(logger: logger, settings: configuration.settings)
         client = try RdKafkaClient.make(RD_KAFKA_CONSUMER, settings: configuration.settings, callbacks: callbacks)
         polling = ThreadBound(Polling(refill: PrefetchRefill(settings: configuration.settings.properties)))
-        callbacks.rebalance = { [unowned self] handle, error, partitions in
-            self.rebalance(handle, error, partitions)
+        // Weak: a consumer dropped without being started (or whose start failed) destroys its
+        // handle as it goes away, and librdkafka may call back meanwhile (a broker it could not
+        // reach); an unowned reference then stopped the process. A started consumer's polling
+        // thread holds it until the handle is destroyed, so these calls always find it then.
+        callbacks.rebalance = { [weak self] handle, error, partitions in
+            self?.rebalance(handle, error, partitions)
         }
-        callbacks.commit = { [unowned self] error, offsets in
+        callbacks.commit = { [weak self] error, offsets in
+            guard let self else { return }
             let done = Dictionary(offsets.map { ($0.0, $0.1) }, uniquingKeysWith: { $1 })
             let failure =
                 error == RD_KAFKA_RESP_ERR_NO_ERROR
@@ -176,7 +181,8 @@ public final class KafkaConsumer: Sendable {
             self.delegate.committed(done, error: failure)
             self.sendPendingCommit()
         }
-        callbacks.error = { [unowned self] error, fatal in
+        callbacks.error = { [weak self] error, fatal in
+            guard let self else { return }
             if fatal {
                 self.logger.critical("librdkafka fatal error; the consumer stops", metadata: ["error": "\(error.reason)"])
                 self.shared.withLock { $0.fatal = $0.fatal ?? error }
@@ -338,6 +344,9 @@ public final class KafkaConsumer: Sendable {
         }
         shared.withLock { $0.highWatermarks = marks }
     }
+
+    /// Events (errors, rebalances, messages) waiting in the consumer's queue, for tests.
+    var queuedEvents: Int { Int(rd_kafka_outq_len(client.handle)) }
 
     /// The partitions currently assigned to this member.
     public var currentAssignment: Set<TopicPartition> { shared.withLock { $0.assignment } }

@@ -230,6 +230,18 @@ struct KafkaClientTests {
         _ = try KafkaConsumer(configuration: configuration, delegate: RecordingDelegate(), logger: Self.logger)
     }
 
+    /// A consumer never started (or whose start failed) destroys its handle as it goes away,
+    /// and librdkafka serves what is queued meanwhile: an error about a broker it could not
+    /// reach reached a callback holding the consumer unowned, and stopped the process.
+    @Test("a consumer dropped without being started, with an error waiting in its queue, goes away quietly")
+    func droppedUnstarted() async throws {
+        let configuration = KafkaConsumer.Configuration(bootstrapServers: "127.0.0.1:1", groupID: "dropped", topics: ["events"])
+        var consumer: KafkaConsumer? = try KafkaConsumer(configuration: configuration, delegate: RecordingDelegate(), logger: Self.logger)
+        try await waitUntil("librdkafka queued the connection error") { (consumer?.queuedEvents ?? 0) > 0 }
+        consumer = nil
+        #expect(consumer == nil)
+    }
+
     @Test("a second member takes half the partitions; the first is asked before giving them up", arguments: [AssignmentStrategy.cooperativeSticky, .range])
     func rebalance(strategy: AssignmentStrategy) async throws {
         let cluster = try EmbeddedKafkaCluster(logger: Self.logger)
