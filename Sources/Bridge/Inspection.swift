@@ -142,7 +142,7 @@ public enum Inspection {
                     result.append(MapDifference(map: map.name, unstoredWithLive: Array(live).count))
                     continue
                 }
-                let comparison = MapComparison.compare(desired: desired, live: live, orderSensitive: map.isOrderSensitive)
+                let comparison = MapComparison.compare(desired: desired, entries: live, orderSensitive: map.isOrderSensitive)
                 result.append(MapDifference(map: map.name, desired: desired.count, comparison: comparison))
             }
         } catch {

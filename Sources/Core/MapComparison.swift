@@ -24,14 +24,26 @@ public struct MapComparison: Sendable, Equatable {
 
     /// Compares `desired` with the live entries (in HAProxy's order).
     public static func compare(desired: MapContents, live: some Sequence<(key: String, value: String)>, orderSensitive: Bool) -> MapComparison {
-        compare(desired: desired, live: live, orderSensitive: orderSensitive, bitmapLimit: UInt64(desired.count) * 8 + (1 << 20))
+        compare(desired: desired, entries: StringEntries(entries: live), orderSensitive: orderSensitive)
+    }
+
+    /// Compares `desired` with the live entries as bytes (a `show map` answer read in place: no
+    /// `String` per key or value, which cost more than half of a comparison of millions).
+    public static func compare(desired: MapContents, entries live: some LiveEntries, orderSensitive: Bool) -> MapComparison {
+        compare(desired: desired, entries: live, orderSensitive: orderSensitive, bitmapLimit: UInt64(desired.count) * 8 + (1 << 20))
+    }
+
+    package static func compare(
+        desired: MapContents, live: some Sequence<(key: String, value: String)>, orderSensitive: Bool, bitmapLimit: UInt64
+    ) -> MapComparison {
+        compare(desired: desired, entries: StringEntries(entries: live), orderSensitive: orderSensitive, bitmapLimit: bitmapLimit)
     }
 
     /// One hash look-up per live entry: desired keys already seen are marked in a bitmap indexed
     /// by their position rank (a Set of millions of keys cost most of a comparison), unless the
     /// ranks exceed `bitmapLimit` (a map that churned a lot since it was built), where a Set does.
     package static func compare(
-        desired: MapContents, live: some Sequence<(key: String, value: String)>, orderSensitive: Bool, bitmapLimit: UInt64
+        desired: MapContents, entries live: some LiveEntries, orderSensitive: Bool, bitmapLimit: UInt64
     ) -> MapComparison {
         var result = MapComparison()
         let useBitmap = desired.sequenceBound <= bitmapLimit
@@ -41,16 +53,16 @@ public struct MapComparison: Sendable, Equatable {
         var duplicated = Set<MapKey>()
         var lastSequence: UInt64? = nil
         var present = 0
-        for (keyText, value) in live {
+        live.forEachEntryBytes { keyBytes, value in
             result.liveCount += 1
-            guard let (equal, sequence) = desired.matchAndSequence(of: keyText, value: value) else {
-                let key = MapKey(keyText)
+            guard let (equal, sequence) = desired.matchAndSequence(of: keyBytes, value: value) else {
+                let key = MapKey(bytes: keyBytes)
                 if extras.insert(key).inserted {
                     result.extra.append(key)
                 } else if duplicated.insert(key).inserted {
                     result.duplicated.append(key)
                 }
-                continue
+                return
             }
             let first: Bool
             if useBitmap {
@@ -58,15 +70,15 @@ public struct MapComparison: Sendable, Equatable {
                 first = bitmap[word] & bit == 0
                 bitmap[word] |= bit
             } else {
-                first = seenSet.insert(MapKey(keyText)).inserted
+                first = seenSet.insert(MapKey(bytes: keyBytes)).inserted
             }
             guard first else {
-                let key = MapKey(keyText)
+                let key = MapKey(bytes: keyBytes)
                 if duplicated.insert(key).inserted { result.duplicated.append(key) }
-                continue
+                return
             }
             present += 1
-            if !equal { result.different.append(MapKey(keyText)) }
+            if !equal { result.different.append(MapKey(bytes: keyBytes)) }
             if orderSensitive {
                 if let last = lastSequence, sequence < last { result.outOfOrder = true }
                 lastSequence = sequence
@@ -112,5 +124,22 @@ public struct MapComparison: Sendable, Equatable {
             result.missing.append(entry.key)
         }
         return result
+    }
+}
+
+/// Live entries (a `show map` answer) read as bytes, in HAProxy's order.
+public protocol LiveEntries {
+    /// Calls `body` with each entry's key and value bytes, valid during the call only.
+    func forEachEntryBytes(_ body: (_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Void)
+}
+
+/// Entries given as strings (tests, small maps), as ``LiveEntries``.
+struct StringEntries<Entries: Sequence<(key: String, value: String)>>: LiveEntries {
+    let entries: Entries
+
+    func forEachEntryBytes(_ body: (_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Void) {
+        for (key, value) in entries {
+            withUTF8Bytes(key) { key in withUTF8Bytes(value) { body(key, $0) } }
+        }
     }
 }

@@ -202,14 +202,21 @@ public struct MapContents: Sendable {
     public static func adopting(
         _ entries: some Sequence<(key: String, value: String)>, owner: Owner = unowned, capacity: Int? = nil
     ) -> (contents: MapContents, liveCount: Int, duplicated: Bool) {
+        adopting(entries: StringEntries(entries: entries), owner: owner, capacity: capacity ?? entries.underestimatedCount)
+    }
+
+    /// Contents holding the live entries, in order (the first of a key listed twice wins, as in
+    /// HAProxy's look-ups), read as bytes: no `String` per key or value.
+    public static func adopting(
+        entries: some LiveEntries, owner: Owner = unowned, capacity: Int
+    ) -> (contents: MapContents, liveCount: Int, duplicated: Bool) {
         var contents = MapContents()
-        contents.reserve(capacity ?? entries.underestimatedCount)
+        contents.reserve(capacity)
         var count = 0
         var duplicated = false
-        for (key, value) in entries {
+        entries.forEachEntryBytes { key, value in
             count += 1
-            let appended = withUTF8Bytes(key) { key in withUTF8Bytes(value) { contents.appendIfAbsent(key: key, value: $0, owner: owner) } }
-            if !appended { duplicated = true }
+            if !contents.appendIfAbsent(key: key, value: value, owner: owner) { duplicated = true }
         }
         return (contents, count, duplicated)
     }
@@ -316,8 +323,12 @@ public struct MapContents: Sendable {
     /// Whether the key's value is exactly `value`'s bytes, and the key's position rank; nil when
     /// the key is absent. No `String` is made.
     package func matchAndSequence(of key: String, value: String) -> (equal: Bool, sequence: UInt64)? {
-        guard let record = withUTF8Bytes(key, { find($0, Self.hash($0))?.record }) else { return nil }
-        let equal = withUTF8Bytes(value) { wanted in pages.withBytes(of: pages[record]) { sameBytes($1, wanted) } }
+        withUTF8Bytes(key) { key in withUTF8Bytes(value) { matchAndSequence(of: key, value: $0) } }
+    }
+
+    package func matchAndSequence(of key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> (equal: Bool, sequence: UInt64)? {
+        guard let record = find(key, Self.hash(key))?.record else { return nil }
+        let equal = pages.withBytes(of: pages[record]) { sameBytes($1, value) }
         return (equal, UInt64(record))
     }
 

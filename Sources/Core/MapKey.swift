@@ -12,6 +12,12 @@ public struct MapKey: Hashable, Sendable, CustomStringConvertible {
         self.string = string
     }
 
+    /// A key read as bytes (from HAProxy's answers); bytes that are not UTF-8 are repaired, as
+    /// reading them into a `String` always did.
+    public init(bytes: UnsafeBufferPointer<UInt8>) {
+        self.string = String(decoding: bytes, as: UTF8.self)
+    }
+
     public var utf8Count: Int { string.utf8.count }
 
     public var description: String { string }

@@ -1,3 +1,4 @@
+import Core
 import NIOCore
 
 #if canImport(Glibc)
@@ -123,7 +124,7 @@ public struct LoadedMap: Sendable, Equatable {
 
 /// Reads the entries of a `show map <map>` answer, one `0x<ref> <key> <value>` line each, in
 /// HAProxy's order (insertion order).
-public struct MapDump: Sequence {
+public struct MapDump: Sequence, LiveEntries {
     let body: ByteBuffer
 
     public init(body: ByteBuffer) {
@@ -154,6 +155,31 @@ public struct MapDump: Sequence {
     }
 
     public func makeIterator() -> Iterator { Iterator(body: body) }
+
+    /// Each entry's key and value bytes, read in place: the lines are split as ``Iterator``
+    /// splits them, without a `String` per key and value.
+    public func forEachEntryBytes(_ body: (_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Void) {
+        self.body.withUnsafeReadableBytes { raw in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            guard let base = bytes.baseAddress else { return }
+            let end = bytes.count
+            var start = 0
+            while start < end {
+                let lineEnd =
+                    memchr(base + start, Int32(UInt8(ascii: "\n")), end - start).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? end
+                defer { start = lineEnd + 1 }
+                // Skip the entry reference, then split key and value at the first space after it.
+                guard let refEnd = memchr(base + start, Int32(UInt8(ascii: " ")), lineEnd - start) else { continue }
+                let keyStart = UnsafePointer(refEnd.assumingMemoryBound(to: UInt8.self)) - base + 1
+                if let space = memchr(base + keyStart, Int32(UInt8(ascii: " ")), lineEnd - keyStart) {
+                    let keyEnd = UnsafePointer(space.assumingMemoryBound(to: UInt8.self)) - base
+                    body(UnsafeBufferPointer(rebasing: bytes[keyStart..<keyEnd]), UnsafeBufferPointer(rebasing: bytes[(keyEnd + 1)..<lineEnd]))
+                } else {
+                    body(UnsafeBufferPointer(rebasing: bytes[keyStart..<lineEnd]), UnsafeBufferPointer(rebasing: bytes[lineEnd..<lineEnd]))
+                }
+            }
+        }
+    }
 
     /// About how many entries the dump holds (its newlines), for sizing tables once instead of
     /// growing them through millions of entries. Not `underestimatedCount`: a line that is not an

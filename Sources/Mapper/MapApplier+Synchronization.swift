@@ -128,16 +128,21 @@ extension MapApplier {
             maps[index].desired.settle()
             return
         }
+        let readStarted = ContinuousClock.now
         let dump = try await connection.execute(RuntimeCommand.showMap(definition.path, kind: definition.kind))
         try Self.checkKnownMap(dump, definition)
         let live = MapDump(body: dump.body)
+        let read = ContinuousClock.now - readStarted
         if maps[index].desired.adoptLive {
-            let adopted = MapContents.adopting(live, capacity: live.sizeHint)
+            let adopted = MapContents.adopting(entries: live, capacity: live.sizeHint)
             maps[index].desired.contents = adopted.contents
             maps[index].desired.adoptLive = false
             logger.info(
                 "adopted HAProxy's live map as the starting state",
-                metadata: ["map": "\(definition.name)", "map.entries": "\(maps[index].desired.contents.count)"])
+                metadata: [
+                    "map": "\(definition.name)", "map.entries": "\(maps[index].desired.contents.count)", "read_ms": "\(read.nanoseconds / 1_000_000)",
+                    "adopt_ms": "\((ContinuousClock.now - readStarted - read).nanoseconds / 1_000_000)",
+                ])
             if !adopted.duplicated {
                 // The desired contents are now the live map, entry for entry and in its order: a
                 // comparison (a second pass over millions of entries) would find nothing.
@@ -146,10 +151,17 @@ extension MapApplier {
                 return
             }
         }
+        let compareStarted = ContinuousClock.now
         let comparison =
             exclusive
-            ? MapComparison.compare(desired: maps[index].desired.contents, live: live, orderSensitive: definition.isOrderSensitive)
+            ? MapComparison.compare(desired: maps[index].desired.contents, entries: live, orderSensitive: definition.isOrderSensitive)
             : MapComparison.compare(desired: maps[index].desired.contents, live: live, owned: owned)
+        logger.debug(
+            "read and compared HAProxy's live map",
+            metadata: [
+                "map": "\(definition.name)", "map.entries": "\(comparison.liveCount)", "read_ms": "\(read.nanoseconds / 1_000_000)",
+                "compare_ms": "\((ContinuousClock.now - compareStarted).nanoseconds / 1_000_000)", "exact": "\(comparison.isExact)",
+            ])
         if comparison.isExact {
             maps[index].desired.settle()
             report.resynced.append((index, .none, comparison))

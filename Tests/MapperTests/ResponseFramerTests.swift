@@ -1,4 +1,5 @@
 import NIOCore
+import TestSupport
 import Testing
 
 @testable import Mapper
@@ -78,6 +79,23 @@ struct ResponseFramerTests {
         // A line that is not an entry: the Sequence's own estimate stays a lower bound.
         let odd = MapDump(body: ByteBuffer(string: "not-an-entry\nnor-this\n0x1 a b"))
         #expect(Array(odd).count == 1 && odd.underestimatedCount <= 1)
+    }
+
+    /// Comparisons and adoptions read the dump as bytes in place; the split must be the
+    /// iterator's, line for line, whatever the lines hold.
+    @Test("show map lines read as bytes split exactly as the iterator splits them", arguments: 0..<20)
+    func mapDumpBytes(seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        let pieces = ["0x1", " ", "  ", "a", "key", "é", "\\", "#", "v", "x y", "\n", "\n\n", "\r", "\t"]
+        var text = ""
+        for _ in 0..<Int.random(in: 0..<200, using: &random) { text += pieces[Int.random(in: 0..<pieces.count, using: &random)] }
+        if seed == 0 { text = "0x1 a.example.com be_a\n0x2 #hash x y z\n0x3 k;\\ v<<\n0x4 lonely\n\nnot-an-entry\n0x5  empty-key" }
+        let dump = MapDump(body: ByteBuffer(string: text))
+        var read: [(key: String, value: String)] = []
+        dump.forEachEntryBytes { key, value in read.append((String(decoding: key, as: UTF8.self), String(decoding: value, as: UTF8.self))) }
+        let iterated = Array(dump)
+        #expect(read.map(\.key) == iterated.map(\.key), "\(text.debugDescription)")
+        #expect(read.map(\.value) == iterated.map(\.value), "\(text.debugDescription)")
     }
 
     @Test("show info and the map listing parse")
