@@ -132,53 +132,51 @@ public struct MapDump: Sequence, LiveEntries {
     }
 
     public struct Iterator: IteratorProtocol {
-        var body: ByteBuffer
+        let body: ByteBuffer
+        var offset = 0
 
         public mutating func next() -> (key: String, value: String)? {
-            while body.readableBytes > 0 {
-                let length = body.readableBytesView.firstIndex(of: UInt8(ascii: "\n")).map { $0 - body.readerIndex } ?? body.readableBytes
-                var line = body.readSlice(length: length)!
-                if body.readableBytes > 0 { body.moveReaderIndex(forwardBy: 1) }
-                // Skip the entry reference, then split key and value at the first space after it.
-                guard let refEnd = line.readableBytesView.firstIndex(of: UInt8(ascii: " ")) else { continue }
-                line.moveReaderIndex(to: refEnd + 1)
-                if let keyEnd = line.readableBytesView.firstIndex(of: UInt8(ascii: " ")) {
-                    let key = line.readString(length: keyEnd - line.readerIndex)!
-                    line.moveReaderIndex(forwardBy: 1)
-                    let value = line.readString(length: line.readableBytes)!
-                    return (key, value)
-                }
-                return (line.readString(length: line.readableBytes)!, "")
+            var offset = self.offset
+            defer { self.offset = offset }
+            return body.withUnsafeReadableBytes { raw in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                guard let entry = MapDump.nextEntry(in: bytes, from: &offset) else { return nil }
+                return (String(decoding: bytes[entry.key], as: UTF8.self), String(decoding: bytes[entry.value], as: UTF8.self))
             }
-            return nil
         }
     }
 
     public func makeIterator() -> Iterator { Iterator(body: body) }
 
-    /// Each entry's key and value bytes, read in place: the lines are split as ``Iterator``
-    /// splits them, without a `String` per key and value.
+    /// Each entry's key and value bytes, read in place: without a `String` per key and value.
     public func forEachEntryBytes(_ body: (_ key: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Void) {
         self.body.withUnsafeReadableBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self)
-            guard let base = bytes.baseAddress else { return }
-            let end = bytes.count
-            var start = 0
-            while start < end {
-                let lineEnd =
-                    memchr(base + start, Int32(UInt8(ascii: "\n")), end - start).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? end
-                defer { start = lineEnd + 1 }
-                // Skip the entry reference, then split key and value at the first space after it.
-                guard let refEnd = memchr(base + start, Int32(UInt8(ascii: " ")), lineEnd - start) else { continue }
-                let keyStart = UnsafePointer(refEnd.assumingMemoryBound(to: UInt8.self)) - base + 1
-                if let space = memchr(base + keyStart, Int32(UInt8(ascii: " ")), lineEnd - keyStart) {
-                    let keyEnd = UnsafePointer(space.assumingMemoryBound(to: UInt8.self)) - base
-                    body(UnsafeBufferPointer(rebasing: bytes[keyStart..<keyEnd]), UnsafeBufferPointer(rebasing: bytes[(keyEnd + 1)..<lineEnd]))
-                } else {
-                    body(UnsafeBufferPointer(rebasing: bytes[keyStart..<lineEnd]), UnsafeBufferPointer(rebasing: bytes[lineEnd..<lineEnd]))
-                }
+            var offset = 0
+            while let entry = Self.nextEntry(in: bytes, from: &offset) {
+                body(UnsafeBufferPointer(rebasing: bytes[entry.key]), UnsafeBufferPointer(rebasing: bytes[entry.value]))
             }
         }
+    }
+
+    /// The next entry's key and value at or after `offset` (moved past its line), skipping lines
+    /// that are not entries; nil at the end. A line is the entry reference, a space, the key, and
+    /// after the first space that follows it the value (which may hold spaces, or be absent).
+    static func nextEntry(in bytes: UnsafeBufferPointer<UInt8>, from offset: inout Int) -> (key: Range<Int>, value: Range<Int>)? {
+        guard let base = bytes.baseAddress else { return nil }
+        func find(_ byte: UInt8, from start: Int, to end: Int) -> Int? {
+            memchr(base + start, Int32(byte), end - start).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base }
+        }
+        while offset < bytes.count {
+            let start = offset
+            let lineEnd = find(UInt8(ascii: "\n"), from: start, to: bytes.count) ?? bytes.count
+            offset = lineEnd + 1
+            guard let refEnd = find(UInt8(ascii: " "), from: start, to: lineEnd) else { continue }
+            let keyStart = refEnd + 1
+            guard let keyEnd = find(UInt8(ascii: " "), from: keyStart, to: lineEnd) else { return (keyStart..<lineEnd, lineEnd..<lineEnd) }
+            return (keyStart..<keyEnd, (keyEnd + 1)..<lineEnd)
+        }
+        return nil
     }
 
     /// About how many entries the dump holds (its newlines), for sizing tables once instead of

@@ -81,21 +81,37 @@ struct ResponseFramerTests {
         #expect(Array(odd).count == 1 && odd.underestimatedCount <= 1)
     }
 
-    /// Comparisons and adoptions read the dump as bytes in place; the split must be the
-    /// iterator's, line for line, whatever the lines hold.
-    @Test("show map lines read as bytes split exactly as the iterator splits them", arguments: 0..<20)
+    /// Comparisons and adoptions read the dump as bytes in place, and the iterator reads it
+    /// through the same split: both must give, line for line, what a plain reading of the format
+    /// gives (a reference, a space, the key, and after the next space the value), whatever the
+    /// lines hold.
+    @Test("show map lines split into keys and values as the format says, as bytes and as strings", arguments: 0..<20)
     func mapDumpBytes(seed: UInt64) {
         var random = SplitMix(seed: seed)
         let pieces = ["0x1", " ", "  ", "a", "key", "é", "\\", "#", "v", "x y", "\n", "\n\n", "\r", "\t"]
         var text = ""
         for _ in 0..<Int.random(in: 0..<200, using: &random) { text += pieces[Int.random(in: 0..<pieces.count, using: &random)] }
         if seed == 0 { text = "0x1 a.example.com be_a\n0x2 #hash x y z\n0x3 k;\\ v<<\n0x4 lonely\n\nnot-an-entry\n0x5  empty-key" }
+        // The reference: each line, split at its first space (a line without one is not an entry),
+        // then what follows split at its first space.
+        var expected: [(key: String, value: String)] = []
+        for line in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            guard let refEnd = line.firstIndex(of: UInt8(ascii: " ")) else { continue }
+            let rest = line[line.index(after: refEnd)...]
+            if let keyEnd = rest.firstIndex(of: UInt8(ascii: " ")) {
+                expected.append((String(decoding: rest[..<keyEnd], as: UTF8.self), String(decoding: rest[rest.index(after: keyEnd)...], as: UTF8.self)))
+            } else {
+                expected.append((String(decoding: rest, as: UTF8.self), ""))
+            }
+        }
         let dump = MapDump(body: ByteBuffer(string: text))
         var read: [(key: String, value: String)] = []
         dump.forEachEntryBytes { key, value in read.append((String(decoding: key, as: UTF8.self), String(decoding: value, as: UTF8.self))) }
         let iterated = Array(dump)
-        #expect(read.map(\.key) == iterated.map(\.key), "\(text.debugDescription)")
-        #expect(read.map(\.value) == iterated.map(\.value), "\(text.debugDescription)")
+        #expect(read.map(\.key) == expected.map(\.key), "\(text.debugDescription)")
+        #expect(read.map(\.value) == expected.map(\.value), "\(text.debugDescription)")
+        #expect(iterated.map(\.key) == expected.map(\.key), "\(text.debugDescription)")
+        #expect(iterated.map(\.value) == expected.map(\.value), "\(text.debugDescription)")
     }
 
     @Test("show info and the map listing parse")
