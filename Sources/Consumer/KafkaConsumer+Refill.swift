@@ -62,11 +62,7 @@ extension KafkaConsumer {
             return PartitionList.read(list).filter { $0.2 == RD_KAFKA_RESP_ERR_NO_ERROR }.map { ($0.0, $0.1) }
         }
         return positions.compactMap { partition, position in
-            var low: Int64 = -1
-            var high: Int64 = -1
-            guard rd_kafka_get_watermark_offsets(client.handle, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR,
-                position >= 0, position < high
-            else { return nil }
+            guard position >= 0, let high = cachedHighWatermark(of: partition), position < high else { return nil }
             return partition
         }
     }

@@ -336,13 +336,18 @@ public final class KafkaConsumer: Sendable {
     private func readHighWatermarks() {
         var marks: [TopicPartition: Int64] = [:]
         for partition in assignment {
-            var low: Int64 = -1
-            var high: Int64 = -1
-            if rd_kafka_get_watermark_offsets(client.handle, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 {
-                marks[partition] = high
-            }
+            if let high = cachedHighWatermark(of: partition) { marks[partition] = high }
         }
         shared.withLock { $0.highWatermarks = marks }
+    }
+
+    /// The partition's log end as last seen in a fetch response (no request to the broker).
+    func cachedHighWatermark(of partition: TopicPartition) -> Int64? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        guard rd_kafka_get_watermark_offsets(client.handle, partition.topic, partition.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0
+        else { return nil }
+        return high
     }
 
     /// Events (errors, rebalances, messages) waiting in the consumer's queue, for tests.
