@@ -27,13 +27,15 @@ public final class BridgeProcess: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
     }
 
-    /// Starts the daemon (appending to its log).
-    public func start(arguments: [String] = []) throws {
+    /// Starts the daemon (appending to its log), in this process's environment with `environment`
+    /// set over it (a nil value removes the variable).
+    public func start(arguments: [String] = [], environment extra: [String: String?] = [:]) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = ["run", "--config", configPath] + arguments
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MAPBRIDGE_") }
         environment["TEST_LOG_LEVEL"] = nil
+        for (name, value) in extra { environment[name] = value }
         process.environment = environment
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()

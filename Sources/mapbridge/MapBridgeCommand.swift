@@ -53,10 +53,11 @@ struct Run: AsyncParsableCommand {
         // First: a signal during start-up must stop the daemon cleanly, not kill it or be lost.
         let escalation = SignalEscalation()
         defer { withExtendedLifetime(escalation) {} }
-        limitMallocArenas()
+        let allocator = MallocTuning.apply()
         var configuration = try loadConfiguration(config)
         bootstrapLogging(level: configuration.logLevel)
         let logger = Logger(label: "mapbridge")
+        logger.info("glibc's allocator set up", metadata: allocator.logMetadata.mapValues { .string($0) })
         var cluster: EmbeddedKafkaCluster?
         if embeddedBroker {
             let embedded = try EmbeddedKafkaCluster(logger: logger)
@@ -100,20 +101,3 @@ struct Run: AsyncParsableCommand {
         }
     }
 }
-
-/// glibc gives each thread that contends for the heap an arena of its own, up to 8 per core, and
-/// memory freed in one arena serves only that arena: with the consumer, NIO and Swift's
-/// concurrency threads passing buffers around, peak RSS in the benchmark's W1 was 260 MiB with the
-/// default and about 200 MiB with 2 arenas, at the same throughput. `MALLOC_ARENA_MAX` still wins.
-func limitMallocArenas() {
-    #if os(Linux)
-    if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil {
-        _ = glibcMallopt(-8, 2)  // M_ARENA_MAX, from <malloc.h> (not in the Glibc module)
-    }
-    #endif
-}
-
-#if os(Linux)
-@_silgen_name("mallopt")
-private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
-#endif
