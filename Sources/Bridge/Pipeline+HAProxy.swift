@@ -13,6 +13,8 @@ extension Pipeline {
         var backoff = Backoff(
             initialMilliseconds: configuration.haproxy.reconnectInitialMilliseconds, maxMilliseconds: configuration.haproxy.reconnectMaxMilliseconds)
         var failures = 0
+        var refused = false
+        var lastWarning: ContinuousClock.Instant?
         while true {
             fence()
             do {
@@ -37,8 +39,11 @@ extension Pipeline {
                     $0.syncFailures += 1
                     $0.lastError = "\(error)"
                 }
-                // Log the first failures, then one in ten, so an outage does not flood the logs.
-                if failures <= 3 || failures % 10 == 0 {
+                refused = Backoff.isRefusal(error)
+                // Log the first failures, then one a minute, so an outage does not flood the logs.
+                let now = ContinuousClock.now
+                if failures <= 3 || lastWarning.map({ now - $0 >= .seconds(60) }) ?? true {
+                    lastWarning = now
                     logger.warning(
                         "cannot synchronise with HAProxy; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "during": "\(reason)"])
                 }
@@ -47,9 +52,9 @@ extension Pipeline {
                 let deadline = shutdownDeadline ?? (ContinuousClock.now + .milliseconds(configuration.shutdownTimeoutMilliseconds))
                 shutdownDeadline = deadline
                 if ContinuousClock.now >= deadline { return nil }
-                try await Task.sleep(for: min(backoff.next(), deadline - ContinuousClock.now))
+                try await Task.sleep(for: min(backoff.next(refused: refused), deadline - ContinuousClock.now))
             } else {
-                try await Task.sleep(for: backoff.next())
+                try await Task.sleep(for: backoff.next(refused: refused))
             }
         }
     }

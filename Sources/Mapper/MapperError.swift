@@ -2,7 +2,10 @@
 public struct MapperError: Error, CustomStringConvertible, Sendable, Equatable {
     /// What went wrong, coarsely.
     public enum Code: String, Sendable, Equatable {
-        /// The runtime API socket could not be reached.
+        /// The runtime API socket could not be reached: nothing answered there (HAProxy not
+        /// running, still loading, its socket absent), or the connection timed out.
+        case unreachable
+        /// A further session (a payload's) could not be opened while the main one was up.
         case connectFailed
         /// The connection ended; commands in flight have an unknown outcome.
         case connectionClosed

@@ -58,7 +58,7 @@ public final class RuntimeConnection: Sendable {
                 channel = try await bootstrap.connect(host: host, port: port).get()
             }
         } catch {
-            throw MapperError(.connectFailed, "cannot connect to \(endpoint): \(error)")
+            throw MapperError(.unreachable, "cannot connect to \(endpoint): \(error)")
         }
         let connection = RuntimeConnection(endpoint: endpoint, options: options, channel: channel)
         do {
