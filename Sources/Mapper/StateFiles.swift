@@ -1,4 +1,5 @@
 import Core
+import Dispatch
 
 #if canImport(Glibc)
 import Glibc
@@ -81,7 +82,11 @@ public enum StateFiles {
         path: String, owner: (String) -> MapContents.Owner?
     ) throws(MapperError) -> (contents: MapContents, offsets: [String: Int64], tombstones: Int, seal: String?)? {
         guard let bytes = try readBytes(path) else { return nil }
-        let body = try verifiedBodyBytes(bytes, path: path, kind: "state file")
+        let (body, expected) = try sealedBody(bytes, path: path, kind: "state file")
+        // The hash is checked on another core while this one builds the contents (at millions
+        // of entries the hash takes a tenth of the reading; neither waits for the other). A file
+        // whose hash is wrong is damaged, whatever its parsing found.
+        let hashed = ConcurrentHash(body)
         var contents = MapContents()
         var offsets: [String: Int64] = [:]
         var tombstones = 0
@@ -89,21 +94,25 @@ public enum StateFiles {
         var ownerBytes: [UInt8]?
         var ownerID = MapContents.unowned
         var unknown: String?
-        try parseState(
-            body, path: path, lines: { contents.reserve($0) }, offsets: { offsets = $0 },
-            entry: { name, key, value in
-                if ownerBytes.map({ !$0.elementsEqual(name) }) ?? true {
-                    let text = String(decoding: name, as: UTF8.self)
-                    guard let id = owner(text) else {
-                        unknown = text
-                        return false
+        let parsed = Result { () throws(MapperError) in
+            try parseState(
+                body, path: path, lines: { contents.reserve($0) }, offsets: { offsets = $0 },
+                entry: { name, key, value in
+                    if ownerBytes.map({ !$0.elementsEqual(name) }) ?? true {
+                        let text = String(decoding: name, as: UTF8.self)
+                        guard let id = owner(text) else {
+                            unknown = text
+                            return false
+                        }
+                        (ownerBytes, ownerID) = (Array(name), id)
                     }
-                    (ownerBytes, ownerID) = (Array(name), id)
-                }
-                contents.appendIfAbsent(key: key, value: value, owner: ownerID)
-                return true
-            },
-            tombstone: { _, _ in tombstones += 1 })
+                    contents.appendIfAbsent(key: key, value: value, owner: ownerID)
+                    return true
+                },
+                tombstone: { _, _ in tombstones += 1 })
+        }
+        guard hashed.value() == expected else { throw damaged(path: path, kind: "state file", "its contents do not match its end line") }
+        try parsed.get()
         if let unknown { throw MapperError(.stateFile, "\(path): unknown owner '\(unknown.prefix(120))'") }
         return (contents, offsets, tombstones, seal(of: bytes))
     }
@@ -113,7 +122,7 @@ public enum StateFiles {
     /// then each entry's owner, key and value bytes (until `entry` returns false) and each
     /// tombstone's owner and key bytes.
     static func parseState(
-        _ body: [UInt8], path: String, lines: (Int) -> Void, offsets: ([String: Int64]) -> Void,
+        _ body: ArraySlice<UInt8>, path: String, lines: (Int) -> Void, offsets: ([String: Int64]) -> Void,
         entry: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Bool,
         tombstone: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void
     ) throws(MapperError) {
@@ -242,31 +251,48 @@ public enum StateFiles {
         String(decoding: try verifiedBodyBytes(bytes, path: path, kind: kind), as: UTF8.self)
     }
 
-    /// The body of a sealed file, as bytes (see ``verifiedBody(_:path:kind:)``).
-    static func verifiedBodyBytes(_ bytes: [UInt8], path: String, kind: String) throws(MapperError) -> [UInt8] {
-        let damaged = { (why: String) in
-            MapperError(
-                .damagedState,
-                "\(path): damaged \(kind) (\(why)); it is not used. Move the state directory away to start from HAProxy's live maps and the group's committed offsets"
-            )
-        }
-        guard let lastLineStart = lastLineStart(bytes) else { throw damaged(bytes.isEmpty ? "empty" : "its last line is cut short") }
-        let trailer = String(decoding: bytes[lastLineStart..<(bytes.count - 1)], as: UTF8.self).split(separator: " ")
-        guard trailer.count == 4, trailer[0] == "#", trailer[1] == "end", let length = Int(trailer[2]) else { throw damaged("no end line") }
-        let body = Array(bytes[..<lastLineStart])
-        guard length == body.count, trailer[3] == hexHash(body) else { throw damaged("its contents do not match its end line") }
+    /// The body of a sealed file, as bytes (see ``verifiedBody(_:path:kind:)``): a slice of
+    /// them, not a copy (a state file can be hundreds of megabytes).
+    static func verifiedBodyBytes(_ bytes: [UInt8], path: String, kind: String) throws(MapperError) -> ArraySlice<UInt8> {
+        let (body, hash) = try sealedBody(bytes, path: path, kind: kind)
+        guard hash == hexHash(body) else { throw damaged(path: path, kind: kind, "its contents do not match its end line") }
         return body
     }
 
+    /// The body of a sealed file whose end line names its length, and the hash that line names,
+    /// still to be checked.
+    static func sealedBody(_ bytes: [UInt8], path: String, kind: String) throws(MapperError) -> (body: ArraySlice<UInt8>, hash: Substring) {
+        guard let lastLineStart = lastLineStart(bytes) else {
+            throw damaged(path: path, kind: kind, bytes.isEmpty ? "empty" : "its last line is cut short")
+        }
+        let trailer = String(decoding: bytes[lastLineStart..<(bytes.count - 1)], as: UTF8.self).split(separator: " ")
+        guard trailer.count == 4, trailer[0] == "#", trailer[1] == "end", let length = Int(trailer[2]) else {
+            throw damaged(path: path, kind: kind, "no end line")
+        }
+        guard length == lastLineStart else { throw damaged(path: path, kind: kind, "its contents do not match its end line") }
+        return (bytes[..<lastLineStart], trailer[3])
+    }
+
+    static func damaged(path: String, kind: String, _ why: String) -> MapperError {
+        MapperError(
+            .damagedState,
+            "\(path): damaged \(kind) (\(why)); it is not used. Move the state directory away to start from HAProxy's live maps and the group's committed offsets"
+        )
+    }
+
     /// 64-bit FNV-1a of the bytes, in hexadecimal.
-    static func hexHash(_ bytes: [UInt8]) -> String {
-        String(fnv1a(bytes), radix: 16)
+    static func hexHash(_ bytes: ArraySlice<UInt8>) -> String {
+        String(bytes.withUnsafeBufferPointer { fnv1a($0) }, radix: 16)
     }
 
     static let fnvOffsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
 
     /// 64-bit FNV-1a, continued from `hash` (a file hashed piece by piece).
     static func fnv1a(_ bytes: [UInt8], continuing hash: UInt64 = fnvOffsetBasis) -> UInt64 {
+        bytes.withUnsafeBufferPointer { fnv1a($0, continuing: hash) }
+    }
+
+    static func fnv1a(_ bytes: UnsafeBufferPointer<UInt8>, continuing hash: UInt64 = fnvOffsetBasis) -> UInt64 {
         var hash = hash
         for byte in bytes {
             hash ^= UInt64(byte)
@@ -602,7 +628,26 @@ public enum StateFiles {
             throw failure("cannot read \(path)")
         }
         defer { close(fd) }
+        var info = stat()
         var bytes: [UInt8] = []
+        if fstat(fd, &info) == 0, info.st_size > 0 {
+            // Read straight into an array of the file's size (growing one by appending copied a
+            // state file of 150 MB twice over); what the file gained since is appended below.
+            let size = Int(info.st_size)
+            var failed = false
+            bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+                while initialized < size {
+                    let n = read(fd, buffer.baseAddress! + initialized, size - initialized)
+                    if n < 0 && errno == EINTR { continue }
+                    if n < 0 { failed = true }
+                    if n <= 0 { break }
+                    initialized += n
+                }
+            }
+            if failed { throw failure("cannot read \(path)") }
+            // Cut short meanwhile: what was read is the file, as a read to its end would have it.
+            if bytes.count < size { return bytes }
+        }
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -632,4 +677,23 @@ extension UInt64 {
 /// `write(2)`, by a name a type's own `write` does not hide.
 private func writeDescriptor(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int) -> Int {
     write(fd, bytes, count)
+}
+
+/// A state file's hash, computed on a thread of its own while the caller reads the file.
+private final class ConcurrentHash: @unchecked Sendable {
+    private var hash = ""
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: ArraySlice<UInt8>) {
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            hash = StateFiles.hexHash(body)
+            done.signal()
+        }
+    }
+
+    /// Waits for the hash; the semaphore orders the write before this read.
+    func value() -> String {
+        done.wait()
+        return hash
+    }
 }

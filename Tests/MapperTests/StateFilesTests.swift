@@ -134,14 +134,32 @@ struct StateFilesTests {
                 Array(whole[...newline]) + Array(String(decoding: whole[(newline + 1)...], as: UTF8.self).replacingOccurrences(of: "v7\n", with: "v8\n").utf8)
             ),
             ("a line dropped", Array(String(decoding: whole, as: UTF8.self).replacingOccurrences(of: "changes:0\tk7\tv7\n", with: "").utf8)),
+            // Damaged and malformed at once: the damage is what is reported (the contents are
+            // read while the hash is checked beside them).
+            (
+                "a line garbled",
+                Array(String(decoding: whole, as: UTF8.self).replacingOccurrences(of: "changes:0\tk7\tv7\n", with: "changes:0-k7-v7\n").utf8)
+            ),
         ]
+        let owners = ["changes:0": MapContents.Owner(0)]
         for (what, bytes) in damaged {
             try StateFiles.writeAtomically(path: path, bytes: bytes)
             #expect(throws: MapperError.self, "\(what)") { try StateFiles.readState(path: path) }
             #expect((try? StateFiles.readState(path: path)) == nil, "\(what)")
+            for read in [{ _ = try StateFiles.readState(path: path) }, { _ = try StateFiles.readStateContents(path: path, owner: { owners[$0] }) }] {
+                do {
+                    try read()
+                    Issue.record("\(what): read as whole")
+                } catch {
+                    #expect((error as? MapperError)?.code == .damagedState, "\(what): \(error)")
+                }
+            }
         }
         try StateFiles.writeAtomically(path: path, bytes: whole)
         #expect(try StateFiles.readState(path: path) == stored)
+        let contents = try #require(try StateFiles.readStateContents(path: path, owner: { owners[$0] }))
+        #expect(contents.contents.entries().map { "\($0.key.string) \($0.value)" } == stored.entries.map { "\($0.key) \($0.value)" })
+        #expect(contents.offsets == stored.offsets && contents.tombstones == 0)
         let offsets = StateFiles.offsetsFile(["changes:0": 50])
         try StateFiles.writeAtomically(path: directory.file("offsets"), bytes: Array(offsets.dropLast(3)))
         #expect(throws: MapperError.self) { try StateFiles.readOffsets(path: directory.file("offsets")) }
