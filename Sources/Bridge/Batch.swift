@@ -126,10 +126,22 @@ struct Batch: Sendable {
 
     /// The last offset of each partition in the batch.
     var lastOffsets: [TopicPartition: Int64] {
+        // A batch holds runs of messages from one partition: one look-up per run, not one per
+        // message (hashing each message's topic name was 3% of the bridge's time in W2).
         var result: [TopicPartition: Int64] = [:]
-        for message in messages {
-            if let known = result[message.partition], known >= message.offset { continue }
-            result[message.partition] = message.offset
+        var index = messages.startIndex
+        while index < messages.endIndex {
+            let partition = messages[index].partition
+            var highest = messages[index].offset
+            index += 1
+            while index < messages.endIndex && messages[index].partition.partition == partition.partition
+                && messages[index].partition.topic == partition.topic
+            {
+                highest = max(highest, messages[index].offset)
+                index += 1
+            }
+            if let known = result[partition], known >= highest { continue }
+            result[partition] = highest
         }
         return result
     }

@@ -34,6 +34,27 @@ struct CoalescerTests {
         #expect(result.first { $0.key.string == "b" }?.deletedFirst == false)
     }
 
+    @Test("a batch's last offset per partition, over runs and interleavings of partitions and topics", arguments: 0..<10)
+    func lastOffsets(seed: Int) {
+        var random = SplitMix(seed: UInt64(seed))
+        // Two topics with a partition number in common: runs must not merge across topics.
+        let partitions = [TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0), TopicPartition("a-longer-topic-name-on-the-heap", 0)]
+        var batch = Batch()
+        var expected: [TopicPartition: Int64] = [:]
+        var next = Dictionary(uniqueKeysWithValues: partitions.map { ($0, Int64.random(in: 0..<1000, using: &random)) })
+        for _ in 0..<Int.random(in: 0..<200, using: &random) {
+            let partition = partitions[Int.random(in: 0..<partitions.count, using: &random)]
+            for _ in 0..<Int.random(in: 1..<6, using: &random) {
+                // Offsets rise within a partition, by gaps (compacted topics, transaction markers).
+                let offset = next[partition]!
+                next[partition] = offset + Int64.random(in: 1..<4, using: &random)
+                batch.messages.append(MessageRecord(partition: partition, offset: offset, timestamp: nil, invalid: nil))
+                expected[partition] = max(expected[partition] ?? .min, offset)
+            }
+        }
+        #expect(batch.lastOffsets == expected)
+    }
+
     func batch(_ sizes: [Int], partition: Int32 = 0, keys: String = "k") -> Batch {
         var batch = Batch()
         for (index, size) in sizes.enumerated() {
