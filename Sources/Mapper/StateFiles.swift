@@ -679,7 +679,7 @@ private func writeDescriptor(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: I
     write(fd, bytes, count)
 }
 
-/// A state file's hash, computed on a thread of its own while the caller reads the file.
+/// A state file's hash, computed on another thread while the caller parses the file.
 private final class ConcurrentHash: @unchecked Sendable {
     private var hash = ""
     private let done = DispatchSemaphore(value: 0)
