@@ -45,21 +45,17 @@ public final class BridgeHarness: @unchecked Sendable {
         stateDirectory.remove()
     }
 
-    /// A configuration for this cluster and an HAProxy socket, with short intervals for tests.
+    /// A configuration for this cluster and an HAProxy socket, with the product's defaults for
+    /// everything else (HAProxy's timeouts and checks, reconnection, commits, shutdown): a test
+    /// that needs another value sets it and says why.
     public func configuration(
         socket: String, maps: [(name: String, path: String)], topics: [BridgeConfiguration.Topic], group: String = "test-group"
     ) -> BridgeConfiguration {
         var configuration = BridgeConfiguration(groupID: group)
         configuration.kafka.brokers = cluster.bootstrapServers
         configuration.haproxy.socket = socket
-        configuration.haproxy.checkIntervalMilliseconds = 500
-        configuration.haproxy.reconnectInitialMilliseconds = 20
-        configuration.haproxy.reconnectMaxMilliseconds = 300
-        configuration.haproxy.timeoutMilliseconds = 5000
         configuration.maps = maps.map { BridgeConfiguration.Map(name: $0.name, path: $0.path) }
         configuration.topics = topics
-        configuration.commitIntervalMilliseconds = 100
-        configuration.shutdownTimeoutMilliseconds = 2000
         configuration.stateDirectory = stateDirectory.path
         return configuration
     }

@@ -25,10 +25,9 @@ struct OperationsTests {
                 let port = try freePort()
                 let yaml = """
                     kafka: { brokers: "\(harness.cluster.bootstrapServers)", group_id: ops }
-                    haproxy: { socket: "\(haproxy.endpoint)", check_interval_ms: 500, reconnect: { initial_ms: 50, max_ms: 200 } }
+                    haproxy: { socket: "\(haproxy.endpoint)" }
                     topics: [{ name: changes, format: json }]
                     maps: { hosts: { path: \(haproxy.mapPath("hosts")) } }
-                    commit: { interval_ms: 100 }
                     state: { directory: \(directory.file("state")) }
                     http: { listen: "127.0.0.1:\(port)" }
                     """
