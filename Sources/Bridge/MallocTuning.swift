@@ -35,11 +35,14 @@ public enum MallocTuning {
     public static let trimThreshold = Setting(
         parameter: -1, value: 1 << 20, variable: "MALLOC_TRIM_THRESHOLD_", tunable: "glibc.malloc.trim_threshold")
 
+    /// Every setting the daemon makes, in the order it makes them.
+    public static let all = [arenaMax, mmapThreshold, trimThreshold]
+
     /// The settings to make, given the environment: every one the environment does not set.
     public static func settings(environment: [String: String]) -> [Setting] {
         let tunables = Set(
             (environment["GLIBC_TUNABLES"] ?? "").split(separator: ":").compactMap { $0.split(separator: "=").first.map(String.init) })
-        return [arenaMax, mmapThreshold, trimThreshold].filter { environment[$0.variable] == nil && !tunables.contains($0.tunable) }
+        return all.filter { environment[$0.variable] == nil && !tunables.contains($0.tunable) }
     }
 
     /// What ``apply(environment:)`` did, for the start-up log.
@@ -65,7 +68,7 @@ public enum MallocTuning {
     public static func apply(environment: [String: String] = ProcessInfo.processInfo.environment) -> Outcome {
         var outcome = Outcome()
         let wanted = settings(environment: environment)
-        outcome.kept = [arenaMax, mmapThreshold, trimThreshold].filter { !wanted.contains($0) }
+        outcome.kept = all.filter { !wanted.contains($0) }
         for setting in wanted {
             #if os(Linux)
             let accepted = glibcMallopt(setting.parameter, setting.value) == 1

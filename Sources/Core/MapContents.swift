@@ -331,10 +331,6 @@ public struct MapContents: Sendable {
 
     /// Whether the key's value is exactly `value`'s bytes, and the key's position rank; nil when
     /// the key is absent. No `String` is made.
-    package func matchAndSequence(of key: String, value: String) -> (equal: Bool, sequence: UInt64)? {
-        withUTF8Bytes(key) { key in withUTF8Bytes(value) { matchAndSequence(of: key, value: $0) } }
-    }
-
     package func matchAndSequence(of key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> (equal: Bool, sequence: UInt64)? {
         guard let record = find(key, Self.hash(key))?.record else { return nil }
         let equal = pages.withBytes(of: pages[record]) { sameBytes($1, value) }
