@@ -37,6 +37,8 @@ struct MallocTuningDaemonTests {
                 state: { directory: \(directory.file("state")) }
                 http: { listen: "off" }
                 """
+            // The HTTP endpoint is off (not its default 127.0.0.1:9464): other daemons in tests
+            // running beside this one could hold that port, and this test is about start-up only.
             let bridge = try BridgeProcess(yaml: yaml, directory: directory)
             // The test process's own settings must not decide what the daemon does.
             let clean: [String: String?] = [
