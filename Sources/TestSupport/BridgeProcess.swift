@@ -101,6 +101,12 @@ public final class BridgeProcess: @unchecked Sendable {
         return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
     }
 
+    /// The CPU time the process has used so far (user and system, every thread), in seconds.
+    public func cpuSeconds() -> Double? {
+        guard let pid else { return nil }
+        return processCPUSeconds(pid: pid)
+    }
+
     public func log() -> String {
         (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
     }
@@ -200,4 +206,14 @@ public final class EventLog: @unchecked Sendable {
         }
         return (true, "")
     }
+}
+
+/// The CPU time process `pid` has used so far (user and system, every thread: `utime` and `stime`
+/// of `/proc/PID/stat`), in seconds; nil once it is gone.
+public func processCPUSeconds(pid: Int32) -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+    // After the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }

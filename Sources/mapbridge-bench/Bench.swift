@@ -90,9 +90,14 @@ struct Bench: AsyncParsableCommand {
         bulk.append((.w3, .kv, "w3", "W3 kv \(events) random set/del, \(keys) pre-filled", setCeiling, "set"))
         for (kind, format, id, name, ceiling, ceilingName) in bulk where wanted(id) {
             let outcome = try await workloads.run(kind, format: format)
+            // CPU per event (the bridge's from its start; HAProxy's over the same time): on 2 cores
+            // shared with HAProxy and the broker, what bounds the rate.
+            let cpu = outcome.bridgeCPU.map { bridge in
+                String(format: "CPU %.2f µs/event (HAProxy %.2f)", bridge * 1e6 / Double(events), (outcome.haproxyCPU ?? 0) * 1e6 / Double(events))
+            }
             table.add(
                 name, rate: outcome.rate, fromStart: outcome.rateFromStart, unit: "events/s", rss: outcome.peakRSS, haproxyRSS: outcome.haproxyRSS,
-                entries: outcome.entries, ratio: ceiling.map { outcome.rate / $0 }, ratioOf: ceilingName)
+                entries: outcome.entries, ratio: ceiling.map { outcome.rate / $0 }, ratioOf: ceilingName, cpu: cpu)
         }
         if wanted("w4") {
             let w4 = try await Steady(rate: rate, seconds: seconds, keys: steadyKeys, logDirectory: perf).run()
@@ -144,11 +149,12 @@ struct Table {
     ///   - rss, haproxyRSS: the bridge's peak RSS, and HAProxy's RSS holding the same map at the end.
     mutating func add(
         _ name: String, rate: Double, fromStart: Double? = nil, unit: String, rss: Int? = nil, haproxyRSS: Int? = nil, entries: Int? = nil,
-        ratio: Double? = nil, ratioOf: String? = nil
+        ratio: Double? = nil, ratioOf: String? = nil, cpu: String? = nil
     ) {
         append(
             name, figure: "\(Int(rate.rounded())) \(unit)", fromStart: fromStart.map { (Int($0.rounded()), unit) },
-            ratio: ratio.map { String(format: "%.2f × %@", $0, ratioOf ?? "") }, rss: rss, rssLabel: "peak RSS", haproxyRSS: haproxyRSS, entries: entries)
+            ratio: ratio.map { String(format: "%.2f × %@", $0, ratioOf ?? "") }, rss: rss, rssLabel: "peak RSS", haproxyRSS: haproxyRSS, entries: entries,
+            cpu: cpu)
     }
 
     /// A duration (W5), and its ratio to HAProxy's own time for the same map.
@@ -163,7 +169,7 @@ struct Table {
     /// as a ratio of HAProxy's after the row's own ratio.
     private mutating func append(
         _ name: String, figure: String, fromStart: (value: Int, unit: String)?, ratio: String?, rss: Int?, rssLabel: String, haproxyRSS: Int?,
-        entries: Int?
+        entries: Int?, cpu: String? = nil
     ) {
         func memory(_ bytes: Int?) -> String {
             guard let bytes else { return "" }
@@ -171,9 +177,12 @@ struct Table {
         }
         var ratios = ratio.map { [$0] } ?? []
         if let rss, let haproxyRSS, haproxyRSS > 0 { ratios.append(String(format: "RSS %.2f × HAProxy's", Double(rss) / Double(haproxyRSS))) }
+        if let cpu { ratios.append(cpu) }
         rows.append([name, figure, fromStart.map { "\($0.value) \($0.unit)" } ?? "", memory(rss), memory(haproxyRSS), ratios.joined(separator: "; ")])
         let start = fromStart.map { ", \($0.value) from process start" } ?? ""
-        print("  \(name): \(figure)\(start)\(rss.map { ", \(rssLabel) \(memory($0))" } ?? "")\(haproxyRSS.map { ", HAProxy RSS \(memory($0))" } ?? "")")
+        print(
+            "  \(name): \(figure)\(start)\(rss.map { ", \(rssLabel) \(memory($0))" } ?? "")\(haproxyRSS.map { ", HAProxy RSS \(memory($0))" } ?? "")\(cpu.map { ", \($0)" } ?? "")"
+        )
     }
 
     func mebibytes(_ bytes: Int) -> String { String(format: "%.0f MiB", Double(bytes) / 1_048_576) }
@@ -198,6 +207,13 @@ extension HAProxyProcess {
             return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
         }
         return sizes.isEmpty ? nil : sizes.reduce(0, +)
+    }
+
+    /// The CPU time HAProxy's processes (master and workers) have used so far, in seconds.
+    func cpuSeconds() -> Double? {
+        guard let master = pid else { return nil }
+        let times = ([master] + workerPids()).compactMap { processCPUSeconds(pid: $0) }
+        return times.isEmpty ? nil : times.reduce(0, +)
     }
 
     static func versionString() -> String {
@@ -425,6 +441,9 @@ struct Workloads {
         var peakRSS: Int?
         var haproxyRSS: Int?
         var entries: Int
+        /// CPU seconds used over the run: the bridge's from its process start, HAProxy's from then.
+        var bridgeCPU: Double?
+        var haproxyCPU: Double?
     }
 
     /// One event as a producer of `format` writes it: json names the map in the value (a tombstone
@@ -464,6 +483,7 @@ struct Workloads {
             try setup.producer.flush(timeoutMilliseconds: 120_000)
             let progress = Setup.Progress(path: setup.bridge.logPath)
             let processStart = ContinuousClock.now
+            let haproxyCPUBefore = haproxy.cpuSeconds()
             try setup.bridge.start()
             let recorder = try perfDirectory.map { try PerfRecorder(output: "\($0)/\(kind).perf.data") }
             var finished: ContinuousClock.Instant?
@@ -476,6 +496,8 @@ struct Workloads {
                 }
                 try await Task.sleep(for: .milliseconds(2))
             }
+            let bridgeCPU = setup.bridge.cpuSeconds()
+            let haproxyCPU = haproxy.cpuSeconds().flatMap { after in haproxyCPUBefore.map { after - $0 } }
             recorder?.stop()
             // The bridge's debug log beside the profile: each batch's size, strategy and time.
             keepLog(setup.bridge.logPath, in: perfDirectory, as: "\(kind)")
@@ -491,7 +513,7 @@ struct Workloads {
             await setup.close()
             return Outcome(
                 rate: Double(events) / seconds, rateFromStart: Double(events) / secondsFromStart, peakRSS: peak, haproxyRSS: haproxyRSS,
-                entries: wanted.count)
+                entries: wanted.count, bridgeCPU: bridgeCPU, haproxyCPU: haproxyCPU)
         }
     }
 }
