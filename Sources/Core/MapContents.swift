@@ -164,7 +164,7 @@ public struct MapContents: Sendable {
             pages.forEachRecord(from: Int(start)) { index, record in
                 guard part.count < limit else { return false }
                 next = index + 1
-                if !record.isRemoved { part.append(pages.withBytes(of: record) { (MapKey(text($0)), text($1)) }) }
+                if !record.isRemoved { part.append(pages.withBytes(of: record) { (MapKey(text($0), hashCode: record.hash), text($1)) }) }
                 return true
             }
             return (part, UInt64(next))
@@ -283,7 +283,7 @@ public struct MapContents: Sendable {
         reserveOneMore()
         withUTF8Bytes(key.string) { keyBytes in
             withUTF8Bytes(value) { valueBytes in
-                let hash = Self.hash(keyBytes)
+                let hash = key.hashCode
                 switch probe(keyBytes, hash) {
                 case .found(_, let record): replaceValue(of: record, key: keyBytes, value: valueBytes, owner: owner)
                 case .absent(let slot): append(keyBytes, valueBytes, hash, owner, slot: slot)
@@ -344,7 +344,7 @@ public struct MapContents: Sendable {
     /// Calls `body` with every key and its position rank, in order.
     package func forEachKey(_ body: (MapKey, UInt64) -> Void) {
         pages.forEachRecord { index, record in
-            if !record.isRemoved { body(pages.withBytes(of: record) { key, _ in MapKey(text(key)) }, UInt64(index)) }
+            if !record.isRemoved { body(pages.withBytes(of: record) { key, _ in MapKey(text(key), hashCode: record.hash) }, UInt64(index)) }
             return true
         }
     }
@@ -358,7 +358,10 @@ public struct MapContents: Sendable {
     }
 
     /// The key at a position rank given by ``forEachSequence(_:)``.
-    package func key(atSequence sequence: UInt64) -> MapKey { pages.withBytes(of: pages[Int(sequence)]) { key, _ in MapKey(text(key)) } }
+    package func key(atSequence sequence: UInt64) -> MapKey {
+        let record = pages[Int(sequence)]
+        return pages.withBytes(of: record) { key, _ in MapKey(text(key), hashCode: record.hash) }
+    }
 
     /// Every entry, in HAProxy's order (the records' order: no sort).
     public func entries() -> [(key: MapKey, value: String)] {
@@ -373,7 +376,9 @@ public struct MapContents: Sendable {
     public mutating func replace(owners: Set<Owner>, with entries: [Entry], tombstones removed: [MapKey: Owner]) {
         var dropped: [MapKey] = []
         pages.forEachRecord { _, record in
-            if !record.isRemoved && owners.contains(record.owner) { dropped.append(pages.withBytes(of: record) { key, _ in MapKey(text(key)) }) }
+            if !record.isRemoved && owners.contains(record.owner) {
+                dropped.append(pages.withBytes(of: record) { key, _ in MapKey(text(key), hashCode: record.hash) })
+            }
             return true
         }
         for key in dropped { removeEntry(key) }
@@ -407,7 +412,7 @@ public struct MapContents: Sendable {
     }
 
     private func find(_ key: MapKey) -> (slot: Int, record: Int)? {
-        withUTF8Bytes(key.string) { find($0, Self.hash($0)) }
+        withUTF8Bytes(key.string) { find($0, key.hashCode) }
     }
 
     private func find(_ key: UnsafeBufferPointer<UInt8>, _ hash: UInt32) -> (slot: Int, record: Int)? {
@@ -563,11 +568,9 @@ public struct MapContents: Sendable {
         rebuildTable(size: table.count)
     }
 
-    /// Seeded per process (`Hasher`), so keys chosen to collide cannot be planned from outside.
+    /// The same hash as a ``MapKey``'s (``MapKey/hashCode``), for keys met as bytes.
     private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        var hasher = Hasher()
-        hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
-        return UInt32(truncatingIfNeeded: hasher.finalize())
+        MapKey.hashCode(of: bytes)
     }
 
 }

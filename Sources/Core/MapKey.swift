@@ -3,19 +3,43 @@
 /// Swift's `String` equality treats canonically equivalent Unicode sequences as equal
 /// (`"é"` and `"e\u{301}"`); HAProxy does not, so a desired state keyed by `String` could merge two
 /// keys HAProxy keeps apart. `MapKey` keeps the original UTF-8 bytes and compares exactly those.
+///
+/// A key hashes its bytes once, when it is made: the compaction, the coalescer, the desired
+/// contents (``MapContents``) and every dictionary keyed by it reuse ``hashCode`` rather than
+/// hash the bytes again (a change used to be hashed byte by byte four times on its way to HAProxy).
 public struct MapKey: Hashable, Sendable, CustomStringConvertible {
     public let string: String
+    /// ``hashCode(of:)`` of the key's bytes.
+    public let hashCode: UInt32
 
     public init(_ string: String) {
         var string = string
         string.makeContiguousUTF8()
         self.string = string
+        hashCode = withUTF8Bytes(string) { Self.hashCode(of: $0) }
+    }
+
+    /// A key whose hash is known: the desired contents keep every key's (``MapContents``), so
+    /// listing them hashes nothing. `string` is a native string (contiguous UTF-8).
+    @usableFromInline
+    package init(_ string: String, hashCode: UInt32) {
+        self.string = string
+        self.hashCode = hashCode
     }
 
     /// A key read as bytes (from HAProxy's answers); bytes that are not UTF-8 are repaired, as
     /// reading them into a `String` always did.
     public init(bytes: UnsafeBufferPointer<UInt8>) {
-        self.string = String(decoding: bytes, as: UTF8.self)
+        self.init(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The hash of a key's bytes: seeded per process (`Hasher`), so keys chosen to collide cannot
+    /// be planned from outside.
+    @inlinable
+    public static func hashCode(of bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        var hasher = Hasher()
+        hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
+        return UInt32(truncatingIfNeeded: hasher.finalize())
     }
 
     public var utf8Count: Int { string.utf8.count }
@@ -23,11 +47,11 @@ public struct MapKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { string }
 
     public static func == (lhs: MapKey, rhs: MapKey) -> Bool {
-        bytesEqual(lhs.string, rhs.string)
+        lhs.hashCode == rhs.hashCode && bytesEqual(lhs.string, rhs.string)
     }
 
     public func hash(into hasher: inout Hasher) {
-        withUTF8Bytes(string) { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        hasher.combine(hashCode)
     }
 }
 
