@@ -49,9 +49,16 @@ struct Batch: Sendable {
     /// The changes its messages held before any compaction.
     var changeEvents: Int { messages.reduce(0) { $0 + Int($1.changeCount) } }
     var invalidCount = 0
+    /// No two changes share a (map, key), so coalescing has nothing to merge (see
+    /// ``coalesced(mapCount:owners:)``). Only ever true when ``appendCompacting(_:index:)`` made it
+    /// so (a chunk the backlog compacted as it arrived) or it came from such a batch whole or in
+    /// part; false for a batch built any other way, which is merely the slower path.
+    var keysDistinct = false
 
     mutating func append(_ other: Batch) {
         if messages.isEmpty { arrival = other.arrival }
+        // Two chunks' changes may share keys; either alone keeps what it knew.
+        keysDistinct = changes.isEmpty ? other.keysDistinct : other.changes.isEmpty && keysDistinct
         let base = messages.count
         messages.append(contentsOf: other.messages)
         changes.append(
@@ -90,6 +97,7 @@ struct Batch: Sendable {
             prefix.changes[index].source = prefix.changes[index].message
         }
         prefix.invalidCount = prefix.messages.reduce(0) { $0 + ($1.invalid == nil ? 0 : 1) }
+        prefix.keysDistinct = keysDistinct
         prefix.bytes = messages.isEmpty ? 0 : bytes * messageCount / messages.count
         messages.removeFirst(messageCount)
         changes.removeFirst(changeIndex)
@@ -107,6 +115,7 @@ struct Batch: Sendable {
         guard messages.contains(where: { partitions.contains($0.partition) }) else { return }
         var kept = Batch()
         kept.arrival = arrival
+        kept.keysDistinct = keysDistinct
         var newIndex = [Int](repeating: -1, count: messages.count)
         for (index, message) in messages.enumerated() where !partitions.contains(message.partition) {
             newIndex[index] = kept.messages.count
@@ -124,26 +133,52 @@ struct Batch: Sendable {
         self = kept
     }
 
-    /// The last offset of each partition in the batch.
-    var lastOffsets: [TopicPartition: Int64] {
-        // A batch holds runs of messages from one partition: one look-up per run, not one per
-        // message (hashing each message's topic name was 3% of the bridge's time in W2).
-        var result: [TopicPartition: Int64] = [:]
+    /// The runs of consecutive messages from one partition, in order (a partition may have
+    /// several). A batch holds long runs: what is looked up per partition is looked up once per
+    /// run, not once per message (hashing each message's topic name was 3% of the bridge's time
+    /// in W2).
+    var runs: [(partition: TopicPartition, messages: Range<Int>)] {
+        var result: [(partition: TopicPartition, messages: Range<Int>)] = []
         var index = messages.startIndex
         while index < messages.endIndex {
+            let start = index
             let partition = messages[index].partition
-            var highest = messages[index].offset
             index += 1
             while index < messages.endIndex && messages[index].partition.partition == partition.partition
                 && messages[index].partition.topic == partition.topic
             {
-                highest = max(highest, messages[index].offset)
                 index += 1
             }
-            if let known = result[partition], known >= highest { continue }
-            result[partition] = highest
+            result.append((partition, start..<index))
         }
         return result
+    }
+
+    /// The last offset of each partition in the batch.
+    var lastOffsets: [TopicPartition: Int64] {
+        var result: [TopicPartition: Int64] = [:]
+        for run in runs {
+            let highest = messages[run.messages].reduce(Int64.min) { max($0, $1.offset) }
+            if let known = result[run.partition], known >= highest { continue }
+            result[run.partition] = highest
+        }
+        return result
+    }
+
+    /// Each message's owner (`id` of its partition), asked once per run.
+    func messageOwners(_ id: (TopicPartition) -> MapContents.Owner) -> [MapContents.Owner] {
+        var owners: [MapContents.Owner] = []
+        owners.reserveCapacity(messages.count)
+        for run in runs { owners.append(contentsOf: repeatElement(id(run.partition), count: run.messages.count)) }
+        return owners
+    }
+
+    /// Its changes reduced to one per (map, key) (``Coalescer``), each owned by its message's
+    /// owner; without hashing a key when they are known distinct.
+    func coalesced(mapCount: Int, owners: [MapContents.Owner] = []) -> [[KeyChange]] {
+        keysDistinct
+            ? Coalescer.distinct(changes, mapCount: mapCount, owners: owners)
+            : Coalescer.coalesce(changes, mapCount: mapCount, owners: owners)
     }
 }
 
@@ -156,6 +191,8 @@ extension Batch {
     /// memory once while HAProxy is busy, and the batch that follows carries them all.
     mutating func appendCompacting(_ other: Batch, index: inout CompactionIndex) {
         if messages.isEmpty { arrival = other.arrival }
+        // Every change goes through the index from the first: distinct until two must stay apart.
+        if changes.isEmpty { keysDistinct = true }
         let base = messages.count
         messages.append(contentsOf: other.messages)
         invalidCount += other.invalidCount
@@ -172,7 +209,7 @@ extension Batch {
     private mutating func merge(_ change: PendingChange, into position: inout ChangePosition) {
         guard let at = position.index else {
             // Absent: the first change of the key; mixed: every change is kept as it came.
-            if position == .absent { bytes += Self.indexBytes }
+            if position == .absent { bytes += Self.indexBytes } else { keysDistinct = false }
             position = position == .absent ? ChangePosition(changes.count) : .mixed
             changes.append(change)
             return
@@ -182,9 +219,11 @@ extension Batch {
         switch Compaction.merge(pendingIsDelete: pending.value == nil, incomingIsSet: change.value != nil, sameSource: sameSource) {
         case .separate:
             position = .mixed
+            keysDistinct = false
             changes.append(change)
         case .reenter:
             // The delete stays: the batch's coalescing sees delete then set, and moves the key.
+            keysDistinct = false
             position = ChangePosition(changes.count)
             changes.append(change)
         case .replace:

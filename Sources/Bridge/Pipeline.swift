@@ -161,7 +161,7 @@ final class Pipeline {
         let started = clock.now
         fence()
         var batch = incoming
-        let foreign = ownership.foreign(batch.messages.lazy.map(\.partition))
+        let foreign = ownership.foreign(batch.runs.map(\.partition))
         if !foreign.isEmpty {
             // Messages of partitions this bridge no longer owns: their new owner reads them again.
             batch.remove(partitions: foreign)
@@ -177,14 +177,8 @@ final class Pipeline {
                 deadLetters.send(.invalid(message, invalid, ticket: ticket))
             }
         }
-        var partitionOwners: [TopicPartition: MapContents.Owner] = [:]
-        let messageOwners = batch.messages.map { message in
-            if let id = partitionOwners[message.partition] { return id }
-            let id = owners.id(message.partition)
-            partitionOwners[message.partition] = id
-            return id
-        }
-        let coalesced = Coalescer.coalesce(batch.changes, mapCount: configuration.maps.count, owners: messageOwners)
+        let owners = self.owners
+        let coalesced = batch.coalesced(mapCount: configuration.maps.count, owners: batch.messageOwners { owners.id($0) })
         let changeEvents = batch.changeEvents
         let distinct = coalesced.reduce(0) { $0 + $1.count }
         var applied: ApplyReport?

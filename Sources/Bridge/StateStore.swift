@@ -352,11 +352,14 @@ final class StateStore: Sendable {
                         bufferLimit: Self.writeBuffer)
                     // Straight from the contents' bytes (no String per entry), with one name per
                     // owner (a partition), not one lock and one interpolation per entry.
-                    var names: [MapContents.Owner: [UInt8]] = [:]
+                    // Owners are small numbers (unowned is -1): their names sit at owner + 1,
+                    // not in a dictionary hashed once per entry.
+                    var names: [[UInt8]?] = []
                     try snapshot.entries.forEachEntryBytes { key, value, owner in
-                        let name = names[owner] ?? Array(owners.name(owner).utf8)
-                        names[owner] = name
-                        name.withUnsafeBufferPointer { files.append(owner: $0, key: key, value: value) }
+                        let slot = Int(owner) + 1
+                        if slot >= names.count { names.append(contentsOf: repeatElement(nil, count: slot + 1 - names.count)) }
+                        if names[slot] == nil { names[slot] = Array(owners.name(owner).utf8) }
+                        names[slot]!.withUnsafeBufferPointer { files.append(owner: $0, key: key, value: value) }
                         try drainIfFull()
                     }
                 }

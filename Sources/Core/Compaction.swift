@@ -100,4 +100,18 @@ public enum Coalescer {
         }
         return output.map { $0.compactMap { $0 } }
     }
+
+    /// What ``coalesce(_:mapCount:owners:)`` returns for changes of which no two share a (map, key)
+    /// (a chunk the backlog compacted as it arrived): the changes in their order, without hashing
+    /// a key. The caller vouches for the distinctness (``Batch``'s `keysDistinct`); given changes
+    /// that repeat a key it would return them repeated.
+    public static func distinct(_ changes: [PendingChange], mapCount: Int, owners: [MapContents.Owner] = []) -> [[KeyChange]] {
+        var output = [[KeyChange]](repeating: [], count: mapCount)
+        if mapCount == 1 { output[0].reserveCapacity(changes.count) }
+        for (index, change) in changes.enumerated() {
+            let owner = change.message < owners.count ? owners[change.message] : MapContents.unowned
+            output[change.map].append(KeyChange(key: change.key, value: change.value, deletedFirst: false, tag: index, owner: owner))
+        }
+        return output
+    }
 }

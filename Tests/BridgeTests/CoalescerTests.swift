@@ -100,7 +100,13 @@ struct CoalescerTests {
                 #expect(batch.changes.allSatisfy { $0.message < batch.messages.count && $0.source < batch.messages.count })
                 #expect(batch.changes.allSatisfy { batch.messages[$0.message].partition == batch.messages[$0.source].partition })
                 takenChanges += batch.changeEvents
-                for change in Coalescer.coalesce(batch.changes, mapCount: 1)[0] { applied.apply(change) }
+                if batch.keysDistinct {
+                    // The pipeline then skips the coalescer's hashing: the claim must hold.
+                    let keys = batch.changes.map { "\($0.map) \($0.key.string)" }
+                    #expect(Set(keys).count == keys.count, "seed \(seed): a batch said distinct repeats a key")
+                }
+                // As the pipeline reduces it.
+                for change in batch.coalesced(mapCount: 1)[0] { applied.apply(change) }
             }
         }
         for _ in 0..<Int(random.next() % 40 + 1) {
@@ -127,6 +133,54 @@ struct CoalescerTests {
         #expect(applied == expected, "seed \(seed)")
         #expect(taken == offsets)
         #expect(takenChanges == totalChanges)
+    }
+
+    @Test("a batch is marked distinct only when no two of its changes share a key, and then reduces as the coalescer does")
+    func distinctKeys() async throws {
+        let backlog = Backlog(maxEvents: 1 << 20, maxBytes: 1 << 30)
+        var offset: Int64 = 0
+        func chunk(_ changes: [(key: String, value: String?, partition: Int32)]) -> Batch {
+            var chunk = Batch()
+            for change in changes {
+                chunk.messages.append(
+                    MessageRecord(partition: TopicPartition("t", change.partition), offset: offset, timestamp: nil, invalid: nil, changeCount: 1))
+                chunk.changes.append(self.change(0, change.key, change.value, message: chunk.messages.count - 1))
+                offset += 1
+            }
+            return chunk
+        }
+        func take(_ limit: Int = 1 << 20) async throws -> Batch {
+            guard case .batch(let batch)? = try await backlog.next(maxEvents: limit, maxWait: .zero, idleDeadline: nil) else {
+                Issue.record("a batch is due")
+                return Batch()
+            }
+            #expect(batch.coalesced(mapCount: 1) == Coalescer.coalesce(batch.changes, mapCount: 1))
+            return batch
+        }
+        // New keys, and a key set twice (the second replaces the first in place): distinct.
+        backlog.push(chunk([("a", "1", 0), ("b", "1", 0), ("a", "2", 0), ("c", nil, 0)]))
+        var batch = try await take()
+        #expect(batch.keysDistinct && batch.changes.map(\.key.string) == ["a", "b", "c"])
+        // A set after a delete stays two changes (the key moves to the end): not distinct.
+        backlog.push(chunk([("a", nil, 0), ("b", "1", 0), ("a", "3", 0)]))
+        batch = try await take()
+        #expect(!batch.keysDistinct && batch.changes.count == 3)
+        #expect(batch.coalesced(mapCount: 1)[0].map(\.key.string) == ["b", "a"])
+        // One key from two partitions: both changes kept.
+        backlog.push(chunk([("a", "1", 0), ("a", "2", 1)]))
+        batch = try await take()
+        #expect(!batch.keysDistinct && batch.changes.count == 2)
+        // A batch limit splits a distinct chunk: both parts stay distinct...
+        backlog.push(chunk([("a", "1", 0), ("b", "1", 0), ("c", "1", 0)]))
+        batch = try await take(2)
+        #expect(batch.keysDistinct && batch.changes.map(\.key.string) == ["a", "b"])
+        // ...but what is left of it, taken with what arrived since, may repeat a key.
+        backlog.push(chunk([("c", "2", 0)]))
+        batch = try await take()
+        #expect(!batch.keysDistinct && batch.changes.map(\.value) == ["1", "2"])
+        #expect(batch.coalesced(mapCount: 1)[0].map(\.value) == ["2"])
+        // Built other than by the backlog's compaction: never claimed distinct.
+        #expect(!chunk([("x", "1", 0)]).keysDistinct)
     }
 
     @Test("a busy key costs the backlog one pending change, not one per event")
