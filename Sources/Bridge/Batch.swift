@@ -137,8 +137,8 @@ struct Batch: Sendable {
     /// several). A batch holds long runs: what is looked up per partition is looked up once per
     /// run, not once per message (hashing each message's topic name was 3% of the bridge's time
     /// in W2).
-    var runs: [(partition: TopicPartition, messages: Range<Int>)] {
-        var result: [(partition: TopicPartition, messages: Range<Int>)] = []
+    var runs: [Run] {
+        var result: [Run] = []
         var index = messages.startIndex
         while index < messages.endIndex {
             let start = index
@@ -154,8 +154,14 @@ struct Batch: Sendable {
         return result
     }
 
+    typealias Run = (partition: TopicPartition, messages: Range<Int>)
+
     /// The last offset of each partition in the batch.
-    var lastOffsets: [TopicPartition: Int64] {
+    var lastOffsets: [TopicPartition: Int64] { lastOffsets(of: runs) }
+
+    /// The last offset of each partition, from the batch's ``runs`` (computed once by a caller
+    /// that needs them for more than this).
+    func lastOffsets(of runs: [Run]) -> [TopicPartition: Int64] {
         var result: [TopicPartition: Int64] = [:]
         for run in runs {
             let highest = messages[run.messages].reduce(Int64.min) { max($0, $1.offset) }
@@ -165,8 +171,8 @@ struct Batch: Sendable {
         return result
     }
 
-    /// Each message's owner (`id` of its partition), asked once per run.
-    func messageOwners(_ id: (TopicPartition) -> MapContents.Owner) -> [MapContents.Owner] {
+    /// Each message's owner (`id` of its partition), asked once per run of the batch's ``runs``.
+    func messageOwners(of runs: [Run], _ id: (TopicPartition) -> MapContents.Owner) -> [MapContents.Owner] {
         var owners: [MapContents.Owner] = []
         owners.reserveCapacity(messages.count)
         for run in runs { owners.append(contentsOf: repeatElement(id(run.partition), count: run.messages.count)) }

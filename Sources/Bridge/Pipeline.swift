@@ -161,13 +161,15 @@ final class Pipeline {
         let started = clock.now
         fence()
         var batch = incoming
-        let foreign = ownership.foreign(batch.runs.map(\.partition))
+        var runs = batch.runs
+        let foreign = ownership.foreign(runs.map(\.partition))
         if !foreign.isEmpty {
             // Messages of partitions this bridge no longer owns: their new owner reads them again.
             batch.remove(partitions: foreign)
             if batch.isEmpty { return true }
+            runs = batch.runs
         }
-        let tickets = Dictionary(uniqueKeysWithValues: batch.lastOffsets.map { ($0.key, tracker.register($0.key, through: $0.value)) })
+        let tickets = Dictionary(uniqueKeysWithValues: batch.lastOffsets(of: runs).map { ($0.key, tracker.register($0.key, through: $0.value)) })
         metrics.consumed.increment(by: batch.messages.count)
         for message in batch.messages {
             guard let invalid = message.invalid else { continue }
@@ -178,7 +180,7 @@ final class Pipeline {
             }
         }
         let owners = self.owners
-        let coalesced = batch.coalesced(mapCount: configuration.maps.count, owners: batch.messageOwners { owners.id($0) })
+        let coalesced = batch.coalesced(mapCount: configuration.maps.count, owners: batch.messageOwners(of: runs) { owners.id($0) })
         let changeEvents = batch.changeEvents
         let distinct = coalesced.reduce(0) { $0 + $1.count }
         var applied: ApplyReport?
