@@ -43,7 +43,7 @@ public struct ChangePosition: Sendable, Equatable {
 /// follow compact into it (the backlog's newest chunk).
 public struct CompactionIndex: Sendable {
     /// Per map, per key.
-    public var positions: [[MapKey: ChangePosition]] = []
+    public var positions: [KeyTable<ChangePosition>] = []
     /// How many keys each map held before the last reset: the next fill reserves as many.
     @usableFromInline var sizes: [Int] = []
 
@@ -57,7 +57,7 @@ public struct CompactionIndex: Sendable {
     @inlinable
     public mutating func prepare(map: Int) {
         while positions.count <= map {
-            var fresh: [MapKey: ChangePosition] = [:]
+            var fresh = KeyTable<ChangePosition>()
             if positions.count < sizes.count { fresh.reserveCapacity(sizes[positions.count]) }
             positions.append(fresh)
         }
@@ -71,7 +71,7 @@ public enum Coalescer {
     /// `changes[i].map` indexes `mapCount` maps; each result change's tag is the index in `changes`
     /// of the change that decided it, and its owner that change's message's (`owners[message]`).
     public static func coalesce(_ changes: [PendingChange], mapCount: Int, owners: [MapContents.Owner] = []) -> [[KeyChange]] {
-        var positions = [[MapKey: Int]](repeating: [:], count: mapCount)
+        var positions = [KeyTable<Int>](repeating: KeyTable(), count: mapCount)
         var output = [[KeyChange?]](repeating: [], count: mapCount)
         if mapCount == 1 {
             // The common case: size both once rather than growing them change by change.
@@ -81,15 +81,18 @@ public enum Coalescer {
         for (index, change) in changes.enumerated() {
             let map = change.map
             let owner = change.message < owners.count ? owners[change.message] : MapContents.unowned
-            guard let at = positions[map][change.key], var existing = output[map][at] else {
-                positions[map][change.key] = output[map].count
+            // One probe per change: a new key's position goes in with it.
+            let slot = positions[map].insert(change.key) { output[map].count }
+            guard !slot.inserted, var existing = output[map][positions[map][entry: slot.entry]] else {
+                positions[map][entry: slot.entry] = output[map].count
                 output[map].append(KeyChange(key: change.key, value: change.value, deletedFirst: false, tag: index, owner: owner))
                 continue
             }
+            let at = positions[map][entry: slot.entry]
             switch Compaction.merge(pendingIsDelete: existing.value == nil, incomingIsSet: change.value != nil, sameSource: true) {
             case .reenter:
                 output[map][at] = nil
-                positions[map][change.key] = output[map].count
+                positions[map][entry: slot.entry] = output[map].count
                 output[map].append(KeyChange(key: change.key, value: change.value, deletedFirst: true, tag: index, owner: owner))
             case .replace, .separate:
                 existing.value = change.value

@@ -20,7 +20,7 @@ public struct DesiredMap: Sendable {
     public var adoptLive: Bool
     /// HAProxy is known to hold exactly ``contents``.
     public var inSync = false
-    public private(set) var uncertain: [MapKey: Uncertain] = [:]
+    public private(set) var uncertain = KeyTable<Uncertain>()
 
     /// - Parameter initial: the desired contents, or nil to adopt HAProxy's live ones.
     public init(initial: MapContents?) {
@@ -44,7 +44,7 @@ public struct DesiredMap: Sendable {
         // costs more than applying the batch.
         var target = MapContents()
         swap(&target, &contents)
-        var uncertain: [MapKey: Uncertain] = [:]
+        var uncertain = KeyTable<Uncertain>()
         swap(&uncertain, &self.uncertain)
         uncertain.reserveCapacity(uncertain.count + changes.count)
         for (offset, change) in changes.enumerated() {
@@ -110,13 +110,13 @@ public struct DesiredMap: Sendable {
     /// HAProxy acknowledged everything sent (or the map was compared and repaired): nothing is
     /// uncertain any more, and HAProxy holds the desired contents.
     public mutating func settle() {
-        uncertain = [:]
+        uncertain = KeyTable()
         inSync = true
     }
 
     /// Forgets what a batch in flight changed without judging it (the map will be compared).
     public mutating func forgetUncertain() {
-        uncertain = [:]
+        uncertain = KeyTable()
     }
 }
 
