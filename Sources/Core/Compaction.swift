@@ -83,12 +83,12 @@ public enum Coalescer {
             let owner = change.message < owners.count ? owners[change.message] : MapContents.unowned
             // One probe per change: a new key's position goes in with it.
             let slot = positions[map].insert(change.key) { output[map].count }
-            guard !slot.inserted, var existing = output[map][positions[map][entry: slot.entry]] else {
+            let at = positions[map][entry: slot.entry]
+            guard !slot.inserted, var existing = output[map][at] else {
                 positions[map][entry: slot.entry] = output[map].count
                 output[map].append(KeyChange(key: change.key, value: change.value, deletedFirst: false, tag: index, owner: owner))
                 continue
             }
-            let at = positions[map][entry: slot.entry]
             switch Compaction.merge(pendingIsDelete: existing.value == nil, incomingIsSet: change.value != nil, sameSource: true) {
             case .reenter:
                 output[map][at] = nil
