@@ -28,6 +28,9 @@ public struct DesiredMap: Sendable {
         adoptLive = initial == nil
     }
 
+    /// How many changes ahead ``plan(_:orderSensitive:exclusive:)`` fetches a key's table slot.
+    static let prefetchDistance = 8
+
     /// Takes the changes (at most one per key, new keys in the order they should be appended) into
     /// the desired contents and returns the commands that bring HAProxy from the contents before
     /// to the contents after. Until ``settle()`` the values before are kept.
@@ -48,6 +51,8 @@ public struct DesiredMap: Sendable {
         swap(&uncertain, &self.uncertain)
         uncertain.reserveCapacity(uncertain.count + changes.count)
         for (offset, change) in changes.enumerated() {
+            // The slot of a key a few changes ahead is fetched while this one is worked on.
+            if offset + Self.prefetchDistance < changes.count { target.prefetch(changes[offset + Self.prefetchDistance].key) }
             let (before, beforeOwner) = target.valueAndOwner(of: change.key)
             if let value = change.value {
                 if let before {

@@ -1,3 +1,5 @@
+import CPrefetch
+
 /// The desired contents of one map: each key's value, the order HAProxy holds the entries in, and
 /// which source owns each entry (the Kafka partition of its latest event, as an ``Owner`` id the
 /// caller assigns, or ``unowned`` for entries found in HAProxy or a file before any event).
@@ -186,6 +188,15 @@ public struct MapContents: Sendable {
     /// map, only when the tags agree; without tags, adding each of 5,000,000 keys read 2-3 other
     /// records).
     private var table: [UInt32] = []
+
+    /// Asks the CPU to fetch the table slot where `key`'s probe starts, ahead of the look-up: on
+    /// a table of millions of slots the look-up otherwise waits for memory.
+    func prefetch(_ key: MapKey) {
+        table.withUnsafeBufferPointer { table in
+            guard let base = table.baseAddress, !table.isEmpty else { return }
+            mapbridge_prefetch(base + (Int(key.hashCode) & (table.count - 1)))
+        }
+    }
     /// How many low bits of a slot hold the record's number; at least one more than the table's
     /// size needs, since removed records keep their numbers until the next compaction.
     private var indexBits = 32
