@@ -197,6 +197,7 @@ public struct MapContents: Sendable {
             mapbridge_prefetch(base + (Int(key.hashCode) & (table.count - 1)))
         }
     }
+
     /// How many low bits of a slot hold the record's number; at least one more than the table's
     /// size needs, since removed records keep their numbers until the next compaction.
     private var indexBits = 32
