@@ -344,7 +344,7 @@ public struct MapContents: Sendable {
     /// Whether the key's value is exactly `value`'s bytes, and the key's position rank; nil when
     /// the key is absent. No `String` is made.
     package func matchAndSequence(of key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> (equal: Bool, sequence: UInt64)? {
-        guard let record = find(key, Self.hash(key))?.record else { return nil }
+        guard let record = find(key, MapKey.hashCode(of: key))?.record else { return nil }
         let equal = pages.withBytes(of: pages[record]) { sameBytes($1, value) }
         return (equal, UInt64(record))
     }
@@ -410,7 +410,7 @@ public struct MapContents: Sendable {
     @discardableResult
     package mutating func appendIfAbsent(key: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>, owner: Owner) -> Bool {
         reserveOneMore()
-        let hash = Self.hash(key)
+        let hash = MapKey.hashCode(of: key)
         guard case .absent(let slot) = probe(key, hash) else { return false }
         append(key, value, hash, owner, slot: slot)
         return true
@@ -579,12 +579,6 @@ public struct MapContents: Sendable {
         garbage = 0
         rebuildTable(size: table.count)
     }
-
-    /// The same hash as a ``MapKey``'s (``MapKey/hashCode``), for keys met as bytes.
-    private static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
-        MapKey.hashCode(of: bytes)
-    }
-
 }
 
 /// The text of bytes the bridge stored (valid UTF-8: they came from strings).
