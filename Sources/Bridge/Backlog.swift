@@ -50,6 +50,8 @@ final class Backlog: Sendable {
     private struct State {
         /// Chunks taken apart from ``tail`` (by a batch limit or a revoke), oldest first.
         var chunks = Deque<Batch>()
+        /// How much of the oldest chunk earlier batches took.
+        var taken = Batch.Cursor()
         /// What arrived since the pipeline last took a batch, compacted as it arrives.
         var tail = Batch()
         var index = CompactionIndex()
@@ -123,6 +125,8 @@ final class Backlog: Sendable {
     func remove(partitions: Set<TopicPartition>) {
         state.withLock { state in
             Self.sealTail(&state)
+            if !state.chunks.isEmpty { state.chunks[0].removeTaken(state.taken) }
+            state.taken = Batch.Cursor()
             for index in state.chunks.indices {
                 let before = (state.chunks[index].events, state.chunks[index].bytes)
                 state.chunks[index].remove(partitions: partitions)
@@ -225,16 +229,18 @@ final class Backlog: Sendable {
     private static func take(_ state: inout State, limit batchLimit: Int) -> Batch {
         sealTail(&state)
         var batch = Batch()
-        while var chunk = state.chunks.first, batch.events < batchLimit {
-            state.chunks.removeFirst()
-            if batch.events + chunk.events > batchLimit {
-                // Take the messages that fit (at least one when the batch is still empty).
-                let prefix = chunk.splitPrefix(events: batchLimit - batch.events, atLeastOne: batch.isEmpty)
-                if !prefix.isEmpty { batch.append(prefix) }
-                if !chunk.isEmpty { state.chunks.prepend(chunk) }
-                break
+        while !state.chunks.isEmpty, batch.events < batchLimit {
+            if state.taken == Batch.Cursor() && batch.events + state.chunks[0].events <= batchLimit {
+                batch.append(state.chunks.removeFirst())
+                continue
             }
-            batch.append(chunk)
+            // The messages that fit (at least one when the batch is still empty), from where the
+            // last batch stopped.
+            let prefix = state.chunks[0].takePrefix(from: &state.taken, events: batchLimit - batch.events, atLeastOne: batch.isEmpty)
+            if !prefix.isEmpty { batch.append(prefix) }
+            guard state.chunks[0].isTaken(by: state.taken) else { break }
+            state.chunks.removeFirst()
+            state.taken = Batch.Cursor()
         }
         state.events -= batch.events
         state.bytes -= batch.bytes

@@ -56,6 +56,11 @@ struct Batch: Sendable {
     var keysDistinct = false
 
     mutating func append(_ other: Batch) {
+        // Into an empty batch, as it is (no copy).
+        guard !messages.isEmpty || bytes != 0 || invalidCount != 0 else {
+            self = other
+            return
+        }
         if messages.isEmpty { arrival = other.arrival }
         // Two chunks' changes may share keys; either alone keeps what it knew.
         keysDistinct = changes.isEmpty ? other.keysDistinct : other.changes.isEmpty && keysDistinct
@@ -72,43 +77,88 @@ struct Batch: Sendable {
         invalidCount += other.invalidCount
     }
 
-    /// Splits off the first messages holding at most `events` events; with `atLeastOne`, the first
-    /// message goes even when it alone holds more.
-    mutating func splitPrefix(events limit: Int, atLeastOne: Bool = true) -> Batch {
+    /// How far a batch taken apart a prefix at a time has been taken
+    /// (``takePrefix(from:events:atLeastOne:)``): its first message and change not taken yet, and
+    /// the invalid messages and bytes already taken.
+    struct Cursor: Equatable {
+        var message = 0
+        var change = 0
+        var invalid = 0
+        var bytes = 0
+    }
+
+    /// True when every message has been taken.
+    func isTaken(by cursor: Cursor) -> Bool { cursor.message >= messages.count }
+
+    /// Takes the first messages after `cursor` holding at most `events` events, as a batch of their
+    /// own, and moves `cursor` past them; with `atLeastOne`, the first message goes even when it
+    /// alone holds more. What they hold here (keys, values, invalid events) moves to the prefix, so
+    /// it is released with it. Costs what it takes: removing each prefix from the front instead
+    /// moved and renumbered the whole rest every time (a large chunk in W2 is taken 10,000
+    /// events at a time, under the backlog's lock).
+    mutating func takePrefix(from cursor: inout Cursor, events limit: Int, atLeastOne: Bool = true) -> Batch {
+        let first = (message: cursor.message, change: cursor.change)
         var taken = 0
-        var messageCount = 0
-        var changeIndex = 0
-        while messageCount < messages.count {
-            var weight = messages[messageCount].invalid == nil ? 0 : 1
-            var end = changeIndex
-            while end < changes.count && changes[end].message == messageCount { end += 1 }
-            weight += end - changeIndex
-            if (messageCount > 0 || !atLeastOne) && taken + weight > limit { break }
+        var messageEnd = first.message
+        var changeEnd = first.change
+        while messageEnd < messages.count {
+            var weight = messages[messageEnd].invalid == nil ? 0 : 1
+            var end = changeEnd
+            while end < changes.count && changes[end].message == messageEnd { end += 1 }
+            weight += end - changeEnd
+            if (messageEnd > first.message || !atLeastOne) && taken + weight > limit { break }
             taken += weight
-            changeIndex = end
-            messageCount += 1
+            changeEnd = end
+            messageEnd += 1
         }
         var prefix = Batch()
         prefix.arrival = arrival
-        prefix.messages = Array(messages[..<messageCount])
-        prefix.changes = Array(changes[..<changeIndex])
-        for index in prefix.changes.indices where prefix.changes[index].source >= messageCount {
-            // Its deciding message stays behind (its value goes early, which a replay repeats).
-            prefix.changes[index].source = prefix.changes[index].message
-        }
-        prefix.invalidCount = prefix.messages.reduce(0) { $0 + ($1.invalid == nil ? 0 : 1) }
         prefix.keysDistinct = keysDistinct
-        prefix.bytes = messages.isEmpty ? 0 : bytes * messageCount / messages.count
-        messages.removeFirst(messageCount)
-        changes.removeFirst(changeIndex)
-        for index in changes.indices {
-            changes[index].message -= messageCount
-            changes[index].source -= messageCount
+        // Moved, not copied: no reference counting, and nothing left here to release later.
+        prefix.messages = Self.moveOut(first.message..<messageEnd, of: &messages, leaving: Self.vacantMessage)
+        prefix.changes = Self.moveOut(first.change..<changeEnd, of: &changes, leaving: Self.vacantChange)
+        prefix.invalidCount = prefix.messages.reduce(0) { $0 + ($1.invalid == nil ? 0 : 1) }
+        for index in prefix.changes.indices {
+            prefix.changes[index].message -= first.message
+            // Its deciding message stays behind (its value goes early, which a replay repeats).
+            let source = prefix.changes[index].source
+            prefix.changes[index].source = source < messageEnd ? source - first.message : prefix.changes[index].message
         }
-        invalidCount -= prefix.invalidCount
-        bytes -= prefix.bytes
+        let remaining = messages.count - first.message
+        prefix.bytes = remaining == 0 ? 0 : (bytes - cursor.bytes) * prefix.messages.count / remaining
+        cursor = Cursor(
+            message: messageEnd, change: changeEnd, invalid: cursor.invalid + prefix.invalidCount, bytes: cursor.bytes + prefix.bytes)
         return prefix
     }
+
+    /// Drops what `cursor` took, and renumbers the rest from 0.
+    mutating func removeTaken(_ cursor: Cursor) {
+        guard cursor != Cursor() else { return }
+        messages.removeFirst(cursor.message)
+        changes.removeFirst(cursor.change)
+        for index in changes.indices {
+            changes[index].message -= cursor.message
+            changes[index].source -= cursor.message
+        }
+        invalidCount -= cursor.invalid
+        bytes -= cursor.bytes
+    }
+
+    /// The elements of `range` as an array of their own; `vacant` takes their places.
+    private static func moveOut<Element>(_ range: Range<Int>, of elements: inout [Element], leaving vacant: Element) -> [Element] {
+        elements.withUnsafeMutableBufferPointer { source in
+            Array(unsafeUninitializedCapacity: range.count) { target, count in
+                guard let from = source.baseAddress.map({ $0 + range.lowerBound }), let to = target.baseAddress, !range.isEmpty else { return }
+                to.moveInitialize(from: from, count: range.count)
+                from.initialize(repeating: vacant, count: range.count)
+                count = range.count
+            }
+        }
+    }
+
+    /// What a taken message or change leaves in its place: nothing to release.
+    private static let vacantMessage = MessageRecord(partition: TopicPartition("", 0), offset: 0, timestamp: nil, invalid: nil)
+    private static let vacantChange = PendingChange(map: 0, key: MapKey(""), value: nil, message: 0)
 
     /// Drops the messages (and changes) of these partitions.
     mutating func remove(partitions: Set<TopicPartition>) {

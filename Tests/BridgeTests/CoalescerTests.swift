@@ -81,6 +81,51 @@ struct CoalescerTests {
         #expect(taken.flatMap { $0 } == [0, 1, 2, 3, 4, 5, 0, 1])
     }
 
+    @Test("a chunk taken a batch at a time gives up what each batch took, and a revoke in between drops only the rest of its partition")
+    func partlyTakenChunk() async throws {
+        let backlog = Backlog(maxEvents: 1000, maxBytes: 1 << 30)
+        // One chunk: partitions 0 and 1 alternate, each message with one change, every fourth
+        // message invalid (a dead letter to be, which counts as an event).
+        var chunk = Batch()
+        weak var firstInvalid: InvalidEvent?
+        for index in 0..<12 {
+            let invalid = index % 4 == 0 ? InvalidEvent(label: "m\(index)", reason: "bad", key: nil, value: nil, headers: []) : nil
+            if index == 0 { firstInvalid = invalid }
+            chunk.messages.append(
+                MessageRecord(partition: TopicPartition("t", Int32(index % 2)), offset: Int64(index / 2), timestamp: nil, invalid: invalid, changeCount: 1))
+            chunk.changes.append(change(0, "k\(index)", "v\(index)", message: index))
+            if invalid != nil { chunk.invalidCount += 1 }
+        }
+        chunk.bytes = 1200
+        backlog.push(chunk)
+        chunk = Batch()
+        #expect(backlog.size.events == 15 && backlog.size.bytes > 0)
+        func take(_ limit: Int) async throws -> Batch {
+            guard case .batch(let batch)? = try await backlog.next(maxEvents: limit, maxWait: .zero, idleDeadline: nil) else {
+                Issue.record("a batch is due")
+                return Batch()
+            }
+            #expect(batch.changes.allSatisfy { $0.message < batch.messages.count && $0.source < batch.messages.count })
+            #expect(batch.changes.allSatisfy { batch.messages[$0.message].offset == Int64(Int($0.key.string.dropFirst())! / 2) })
+            return batch
+        }
+        // Messages 0-2: four events (message 0 is invalid).
+        var first: Batch? = try await take(4)
+        #expect(first?.messages.map(\.offset) == [0, 0, 1] && first?.events == 4 && first?.invalidCount == 1)
+        #expect(backlog.size.events == 11)
+        first = nil
+        #expect(firstInvalid == nil, "the backlog still held a message the batch took")
+        // Messages 3-4, then partition 1 is revoked: its messages 5, 7, 9 and 11 go.
+        let second = try await take(3)
+        #expect(second.changes.map(\.key.string) == ["k3", "k4"] && second.events == 3)
+        backlog.remove(partitions: [TopicPartition("t", 1)])
+        #expect(backlog.size.events == 4)  // k6, k8 (invalid) and k10
+        let rest = try await take(100)
+        #expect(rest.changes.map(\.key.string) == ["k6", "k8", "k10"] && rest.events == 4)
+        #expect(rest.messages.allSatisfy { $0.partition.partition == 0 })
+        #expect(backlog.size.events == 0 && backlog.size.bytes == 0)
+    }
+
     @Test(
         "changes compacted in the backlog, taken in batches of any size, leave a list-matched map as the events one by one do; every message stays, in order",
         arguments: 0..<200)
