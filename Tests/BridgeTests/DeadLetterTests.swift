@@ -200,7 +200,7 @@ struct DeadLetterTests {
             try await withBridgeHarness(topics: [("changes", 1), ("routes", 1), ("changes.dlq", 1)]) { harness in
                 harness.start(configuration(harness, haproxy))
                 try harness.produce(topic: "changes", key: "a", value: EndToEndTests.jsonEvent("hosts", "a.example.com", "be_a"))
-                // Twice the same regex, which PCRE2 refuses: two events, one coalesced change, refused.
+                // Twice the same regex, which HAProxy refuses: two events, one coalesced change, refused.
                 for _ in 0..<2 { try harness.produce(topic: "changes", key: "p", value: EndToEndTests.jsonEvent("patterns", "^(unclosed", "be_p")) }
                 try harness.produce(topic: "changes", key: "b", value: EndToEndTests.jsonEvent("patterns", "^/ok/", "be_ok"))
                 try harness.flush()
