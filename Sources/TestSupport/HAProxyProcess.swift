@@ -42,6 +42,10 @@ public final class HAProxyProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var process: Process?
     private var logFile: FileHandle?
+    /// Set when the test stops or kills the running process: any other exit is HAProxy's own,
+    /// and ``destroy()`` reports it with HAProxy's log (a crash would otherwise show only as a
+    /// test timing out while the socket refuses connections).
+    private var exitRequested = false
 
     /// The HAProxy the tests run: `MAPBRIDGE_TEST_HAPROXY` (a path to any build, for testing
     /// another version), else Debian's.
@@ -162,6 +166,7 @@ public final class HAProxyProcess: @unchecked Sendable {
         lock.withLock {
             self.process = process
             self.logFile = log
+            exitRequested = false
         }
         let oracle = self.oracle
         do {
@@ -182,7 +187,10 @@ public final class HAProxyProcess: @unchecked Sendable {
 
     /// Kills HAProxy at once (SIGKILL to the master and its workers).
     public func kill() {
-        let process = lock.withLock { self.process }
+        let process = lock.withLock {
+            exitRequested = true
+            return self.process
+        }
         guard let process, process.isRunning else { return }
         let workers = workerPids()
         Foundation.kill(process.processIdentifier, SIGKILL)
@@ -211,8 +219,14 @@ public final class HAProxyProcess: @unchecked Sendable {
         (try? String(contentsOfFile: directory.file("haproxy.log"), encoding: .utf8)) ?? ""
     }
 
-    /// Stops the process and removes the directory.
+    /// True when the process exited although the test neither stopped nor killed it (a crash).
+    public var exitedOnItsOwn: Bool { lock.withLock { !exitRequested && process.map { !$0.isRunning } == true } }
+
+    /// Stops the process and removes the directory; reports an exit HAProxy made on its own.
     public func destroy() async {
+        if exitedOnItsOwn {
+            FileHandle.standardError.write(Data("HAProxy (\(Self.executable)) exited on its own during the test; its log:\n\(log())\n".utf8))
+        }
         await stop()
         directory.remove()
     }
@@ -224,7 +238,10 @@ public final class HAProxyProcess: @unchecked Sendable {
     }
 
     private func signalAndWait(_ signal: Int32) async {
-        let process = lock.withLock { self.process }
+        let process = lock.withLock {
+            exitRequested = true
+            return self.process
+        }
         guard let process, process.isRunning else { return }
         signalAll(SIGCONT)
         Foundation.kill(process.processIdentifier, signal)
