@@ -99,15 +99,17 @@ struct Batch: Sendable {
     mutating func takePrefix(from cursor: inout Cursor, events limit: Int, atLeastOne: Bool = true) -> Batch {
         let first = (message: cursor.message, change: cursor.change)
         var taken = 0
+        var invalid = 0
         var messageEnd = first.message
         var changeEnd = first.change
         while messageEnd < messages.count {
-            var weight = messages[messageEnd].invalid == nil ? 0 : 1
+            let isInvalid = messages[messageEnd].invalid != nil
             var end = changeEnd
             while end < changes.count && changes[end].message == messageEnd { end += 1 }
-            weight += end - changeEnd
+            let weight = end - changeEnd + (isInvalid ? 1 : 0)
             if (messageEnd > first.message || !atLeastOne) && taken + weight > limit { break }
             taken += weight
+            if isInvalid { invalid += 1 }
             changeEnd = end
             messageEnd += 1
         }
@@ -117,7 +119,7 @@ struct Batch: Sendable {
         // Moved, not copied: no reference counting, and nothing left here to release later.
         prefix.messages = Self.moveOut(first.message..<messageEnd, of: &messages, leaving: Self.vacantMessage)
         prefix.changes = Self.moveOut(first.change..<changeEnd, of: &changes, leaving: Self.vacantChange)
-        prefix.invalidCount = prefix.messages.reduce(0) { $0 + ($1.invalid == nil ? 0 : 1) }
+        prefix.invalidCount = invalid
         for index in prefix.changes.indices {
             prefix.changes[index].message -= first.message
             // Its deciding message stays behind (its value goes early, which a replay repeats).
